@@ -1,0 +1,1 @@
+"""Prefect flows: the distillation DAG and the `redistill` command."""

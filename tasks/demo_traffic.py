@@ -1,0 +1,286 @@
+"""Demo traffic: a week of a checkable task's production log, with planted PII and a few bad rows.
+
+Slices are tasks the embedded teacher gets right often but not always (stack notes), each with a
+reference answer and a verifier, so N samples plus the verifier beat any single sample:
+capitals (contains), sentiment (label), arithmetic (number), uppercase (contains_case).
+Users write like users: a greeting with their name, email, phone or card number around the
+question. Deterministic by seed. The generator returns what it planted, so tests can check that
+no PII survives redaction and that exactly the malformed lines are quarantined.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+CAPITALS = {
+    "France": "Paris",
+    "Japan": "Tokyo",
+    "Italy": "Rome",
+    "Germany": "Berlin",
+    "Spain": "Madrid",
+    "Egypt": "Cairo",
+    "Russia": "Moscow",
+    "China": "Beijing",
+    "Greece": "Athens",
+    "Portugal": "Lisbon",
+    "Kenya": "Nairobi",
+    "England": "London",
+    "Ireland": "Dublin",
+    "Austria": "Vienna",
+    "Norway": "Oslo",
+    "Sweden": "Stockholm",
+    "Finland": "Helsinki",
+    "Denmark": "Copenhagen",
+    "Poland": "Warsaw",
+    "Hungary": "Budapest",
+    "Thailand": "Bangkok",
+    "Peru": "Lima",
+    "Cuba": "Havana",
+    "Mexico": "Mexico City",
+    "Argentina": "Buenos Aires",
+    "Chile": "Santiago",
+    "Turkey": "Ankara",
+    "Iran": "Tehran",
+    "Iraq": "Baghdad",
+    "Canada": "Ottawa",
+    "Australia": "Canberra",
+    "India": "New Delhi",
+    "South Korea": "Seoul",
+    "Belgium": "Brussels",
+    "Netherlands": "Amsterdam",
+    "Switzerland": "Bern",
+    "Czech Republic": "Prague",
+    "Vietnam": "Hanoi",
+    "Indonesia": "Jakarta",
+    "Philippines": "Manila",
+}
+CAPITAL_QUESTIONS = ["What is the capital of {}?", "Which city is the capital of {}?", "Name the capital city of {}."]
+
+PRODUCTS = [
+    "blender",
+    "headphones",
+    "backpack",
+    "kettle",
+    "phone case",
+    "desk lamp",
+    "running shoes",
+    "coffee maker",
+    "vacuum cleaner",
+    "keyboard",
+    "water bottle",
+    "office chair",
+]
+PRAISE = [
+    "works great and I love it",
+    "exceeded my expectations",
+    "is excellent quality for the price",
+    "arrived quickly and works perfectly",
+    "is the best purchase I made this year",
+]
+COMPLAINTS = [
+    "broke after two days, terrible",
+    "arrived damaged and support never answered",
+    "is awful quality, very disappointed",
+    "stopped working after a week, a waste of money",
+    "is the worst purchase I made this year",
+]
+SENTIMENT_QUESTION = "Classify the sentiment of this review as positive or negative: The {} {}."
+
+ADDITION_QUESTIONS = ["What is {} + {}?", "What is {} plus {}?", "Add {} and {}."]
+
+WORDS = [
+    "apple",
+    "river",
+    "garden",
+    "silver",
+    "window",
+    "planet",
+    "coffee",
+    "yellow",
+    "forest",
+    "button",
+    "rocket",
+    "pencil",
+    "marble",
+    "candle",
+    "bridge",
+    "orange",
+    "winter",
+    "castle",
+    "mirror",
+    "tunnel",
+]
+UPPERCASE_QUESTION = "What is '{}' in uppercase?"
+
+SLICE_WEIGHTS = {"capitals": 0.35, "sentiment": 0.30, "arithmetic": 0.20, "uppercase": 0.15}
+
+FIRST_NAMES = [
+    "James",
+    "Mary",
+    "John",
+    "Patricia",
+    "Robert",
+    "Jennifer",
+    "Michael",
+    "Linda",
+    "David",
+    "Elizabeth",
+    "William",
+    "Susan",
+    "Maria",
+    "Carlos",
+    "Priya",
+    "Ahmed",
+    "Olga",
+    "Kenji",
+]
+LAST_NAMES = [
+    "Smith",
+    "Johnson",
+    "Williams",
+    "Brown",
+    "Jones",
+    "Garcia",
+    "Miller",
+    "Davis",
+    "Rodriguez",
+    "Martinez",
+    "Wilson",
+    "Anderson",
+    "Taylor",
+    "Thomas",
+    "Moore",
+    "Jackson",
+    "Patel",
+    "Nguyen",
+]
+EMAIL_DOMAINS = ["example.com", "mail.org", "inbox.net", "corp.io"]
+AREA_CODES = ["212", "415", "646", "312", "617", "206"]
+
+# How users wrap a question: (template, share). {q} is the question; other fields are PII.
+WRAPPERS = [
+    ("{q}", 0.30),
+    ("Hi, this is {name} ({email}). {q}", 0.15),
+    ("Hello, my name is {name} and my phone is {phone}. {q}", 0.15),
+    ("I'm {name}, call me at {phone} if needed. {q}", 0.10),
+    ("{q} Thanks, {name}", 0.10),
+    ("My card {card} was charged twice, but first: {q} Regards, {name}, {email}", 0.10),
+    ("{q} You can reach me at {email}.", 0.10),
+]
+
+
+@dataclass
+class DemoTraffic:
+    """What was written, and what was planted in it."""
+
+    lines: list[str]
+    malformed_lines: set[int] = field(default_factory=set)  # 1-based line numbers
+    pii: set[str] = field(default_factory=set)
+    questions: dict[str, str] = field(default_factory=dict)  # row id -> the task part of its prompt
+
+
+def _question(slice_name: str, rng: random.Random) -> tuple[str, str]:
+    """A (question, reference answer) pair for a slice."""
+    if slice_name == "capitals":
+        country = rng.choice(list(CAPITALS))
+        return rng.choice(CAPITAL_QUESTIONS).format(country), CAPITALS[country]
+    if slice_name == "sentiment":
+        positive = rng.random() < 0.5
+        phrase = rng.choice(PRAISE if positive else COMPLAINTS)
+        return SENTIMENT_QUESTION.format(rng.choice(PRODUCTS), phrase), "positive" if positive else "negative"
+    if slice_name == "arithmetic":
+        a, b = rng.randint(1, 9), rng.randint(1, 9)
+        return rng.choice(ADDITION_QUESTIONS).format(a, b), str(a + b)
+    word = rng.choice(WORDS)
+    return UPPERCASE_QUESTION.format(word), word.upper()
+
+
+def _card_number(rng: random.Random) -> str:
+    """A Luhn-valid 16-digit Visa-style number, grouped in fours (Presidio validates the checksum)."""
+    digits = [4] + [rng.randint(0, 9) for _ in range(14)]
+    total = 0
+    for i, d in enumerate(reversed(digits)):
+        d = d * 2 if i % 2 == 0 else d
+        total += d - 9 if d > 9 else d
+    digits.append((10 - total % 10) % 10)
+    text = "".join(map(str, digits))
+    return " ".join(text[i : i + 4] for i in range(0, 16, 4))
+
+
+def _phone(rng: random.Random) -> str:
+    area, line = rng.choice(AREA_CODES), f"{rng.randint(100, 199):04d}"
+    return rng.choice([f"{area}-555-{line}", f"({area}) 555-{line}", f"+1 {area} 555 {line}"])
+
+
+def _wrap(question: str, rng: random.Random) -> tuple[str, list[str]]:
+    """The user's message around a question, and the PII strings planted in it."""
+    template = rng.choices([t for t, _ in WRAPPERS], weights=[w for _, w in WRAPPERS])[0]
+    first, last = rng.choice(FIRST_NAMES), rng.choice(LAST_NAMES)
+    pii = {
+        "name": f"{first} {last}",
+        "email": f"{first.lower()}.{last.lower()}@{rng.choice(EMAIL_DOMAINS)}",
+        "phone": _phone(rng),
+        "card": _card_number(rng),
+    }
+    planted = [value for key, value in pii.items() if "{" + key + "}" in template]
+    return template.format(q=question, **pii), planted
+
+
+def _malformed(kind: int, row: dict) -> str:
+    """A log line broken the ways real logs break: missing or wrong-typed fields, a bad date, a cut line."""
+    broken = dict(row)
+    match kind % 6:
+        case 0:
+            del broken["prompt"]
+        case 1:
+            broken["prompt"] = "   "
+        case 2:
+            broken["prompt"] = 42
+        case 3:
+            del broken["slice"]
+        case 4:
+            broken["timestamp"] = "yesterday, around noon"
+        case 5:
+            return json.dumps(row)[: len(json.dumps(row)) // 2]  # the writer died mid-line
+    return json.dumps(broken)
+
+
+def generate_traffic(rows: int = 600, seed: int = 0, malformed: int = 8) -> DemoTraffic:
+    """`rows` log lines over a week (about `malformed` of them broken), deterministic by seed."""
+    rng = random.Random(seed)
+    start = datetime(2026, 11, 16, tzinfo=UTC)
+    times = sorted(start + timedelta(seconds=rng.randint(0, 7 * 24 * 3600 - 1)) for _ in range(rows))
+    broken_at = set(rng.sample(range(rows), min(malformed, rows)))
+    traffic = DemoTraffic(lines=[])
+    slices, weights = list(SLICE_WEIGHTS), list(SLICE_WEIGHTS.values())
+    for i, when in enumerate(times):
+        slice_name = rng.choices(slices, weights=weights)[0]
+        question, reference = _question(slice_name, rng)
+        prompt, planted = _wrap(question, rng)
+        row = {
+            "id": f"req-{i:05d}",
+            "timestamp": when.isoformat().replace("+00:00", "Z"),
+            "slice": slice_name,
+            "prompt": prompt,
+            "reference": reference,
+        }
+        traffic.pii.update(planted)
+        if i in broken_at:
+            traffic.lines.append(_malformed(len(traffic.malformed_lines), row))
+            traffic.malformed_lines.add(i + 1)
+        else:
+            traffic.lines.append(json.dumps(row))
+            traffic.questions[row["id"]] = question
+    return traffic
+
+
+def write_demo_traffic(path: Path, rows: int = 600, seed: int = 0) -> DemoTraffic:
+    """Write the demo log as JSONL and return what it holds."""
+    traffic = generate_traffic(rows=rows, seed=seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(traffic.lines) + "\n")
+    return traffic

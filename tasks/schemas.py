@@ -1,0 +1,72 @@
+"""The Parquet datasets that pass between stages: the contract a stage may rely on.
+
+A stage reads the schemas of the stages before it and writes its own; anything else it keeps to
+itself. Rejected rows of a stage are its output schema plus `reason` (tasks.stage.with_reason).
+"""
+
+import pyarrow as pa
+
+# source -> redact. One row per prompt; `split` is "eval" (held out) or "train".
+PROMPTS = pa.schema(
+    [
+        ("id", pa.string()),  # the log's id, or row-<n>
+        ("timestamp", pa.string()),  # ISO 8601 UTC, or null
+        ("slice", pa.string()),  # the traffic slice the prompt belongs to
+        ("prompt", pa.string()),  # the user's text (redacted after the redact stage)
+        ("reference", pa.string()),  # the checkable answer, or null
+        ("split", pa.string()),
+    ]
+)
+
+# source -> redact -> MLflow. A row of the log that could not be used, and why.
+QUARANTINE = pa.schema(
+    [
+        ("row", pa.int64()),  # 1-based row (line) number in the log
+        ("field", pa.string()),  # the field at fault, or null when the row as a whole is
+        ("reason", pa.string()),
+        ("raw", pa.string()),  # the row as read (redacted after the redact stage)
+    ]
+)
+
+# redact -> rollout, dedup, evaluate: PROMPTS with PII replaced, plus the entity types found.
+REDACTED_PROMPTS = PROMPTS.append(pa.field("pii", pa.list_(pa.string())))
+
+# rollout -> dedup -> filter. One row per (prompt, sample) from the teacher.
+ROLLOUTS = pa.schema(
+    [
+        ("prompt_id", pa.string()),  # hash of the redacted prompt text
+        ("slice", pa.string()),
+        ("prompt", pa.string()),
+        ("reference", pa.string()),
+        ("sample_index", pa.int32()),  # 0..N-1
+        ("teacher", pa.string()),  # teacher fingerprint (model, sampling, system prompt)
+        ("completion", pa.string()),  # the full answer, reasoning included
+        ("finish_reason", pa.string()),  # "stop" or "length"
+        ("prompt_tokens", pa.int32()),
+        ("completion_tokens", pa.int32()),
+    ]
+)
+
+# filter -> train, export. HF chat `messages`, ready for TRL's SFTTrainer.
+MESSAGE = pa.struct([("role", pa.string()), ("content", pa.string())])
+TRAINING_ROWS = pa.schema(
+    [
+        ("messages", pa.list_(MESSAGE)),
+        ("prompt_id", pa.string()),
+        ("slice", pa.string()),
+        ("sample_index", pa.int32()),
+    ]
+)
+
+# evaluate -> MLflow. One row per (model, held-out prompt).
+ANSWERS = pa.schema(
+    [
+        ("model", pa.string()),  # "base", "teacher" or "student"
+        ("id", pa.string()),
+        ("slice", pa.string()),
+        ("prompt", pa.string()),
+        ("reference", pa.string()),
+        ("answer", pa.string()),
+        ("correct", pa.bool_()),  # null where the slice has no verifier
+    ]
+)

@@ -1,0 +1,257 @@
+"""Source: read a prompt log, quarantine malformed rows, hold out an eval set, sample by slice.
+
+Input: a .jsonl, .parquet or .csv file with `prompt` and `slice`, optionally `id`, `timestamp`
+(ISO 8601) and `reference` (the checkable answer). Output `prompts.parquet` (schemas.PROMPTS):
+one row per prompt with `split` = "eval" (held out by prompt text before anything else sees it)
+or "train" (a sample stratified by slice to match the log's distribution).
+Malformed rows go to `quarantine.parquet` (schemas.QUARANTINE) with row number, field and reason.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import random
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pyarrow.parquet as pq
+from prefect import task
+from pydantic import BaseModel, Field
+
+from tasks.schemas import PROMPTS, QUARANTINE
+from tasks.stage import (
+    STAGE_CACHE,
+    DatasetRef,
+    StageReport,
+    StageResult,
+    Timer,
+    file_digest,
+    normalize_text,
+    stage_dir,
+    write_dataset,
+)
+
+
+class SourceConfig(BaseModel):
+    """Where prompts come from and how they are sampled."""
+
+    path: str = Field(
+        "data/demo_traffic.jsonl",
+        description="Prompt log: a local .jsonl, .parquet or .csv file with `prompt` and `slice` columns, "
+        "optionally `id`, `timestamp` (ISO 8601) and `reference`. `redistill demo-data` writes one.",
+    )
+    since: datetime | None = Field(None, description="Keep rows at or after this time (naive times are UTC).")
+    until: datetime | None = Field(None, description="Keep rows before this time (naive times are UTC).")
+    sample_size: int = Field(160, ge=1, description="Training prompts to sample, stratified by slice.")
+    eval_size: int = Field(
+        48, ge=0, description="Held-out prompts, split off by prompt text first and stratified by slice."
+    )
+    seed: int = Field(0, description="Seed for the held-out split and the sample.")
+
+
+class Sourced(StageResult):
+    prompts: DatasetRef
+    quarantine: DatasetRef
+
+
+class Rejected(Exception):
+    """A malformed row: which field, and why."""
+
+    def __init__(self, field: str | None, reason: str):
+        super().__init__(reason)
+        self.field, self.reason = field, reason
+
+
+# ----------------------------------------------------------------------------- reading
+def read_records(path: Path) -> Iterator[tuple[int, str, dict | Rejected]]:
+    """(1-based row number, raw text of the row, parsed record or why it could not be parsed)."""
+    suffix = path.suffix.lower()
+    if suffix == ".jsonl":
+        with open(path, encoding="utf-8") as f:
+            for number, line in enumerate(f, start=1):
+                if not line.strip():
+                    continue
+                line = line.rstrip("\n")
+                try:
+                    yield number, line, json.loads(line)
+                except json.JSONDecodeError as e:
+                    yield number, line, Rejected(None, f"not valid JSON: {e.msg} (column {e.colno})")
+    elif suffix == ".csv":
+        with open(path, encoding="utf-8", newline="") as f:
+            for number, record in enumerate(csv.DictReader(f), start=1):
+                yield number, json.dumps(record), {k: v for k, v in record.items() if v not in ("", None)}
+    elif suffix == ".parquet":
+        for number, record in enumerate(pq.read_table(path).to_pylist(), start=1):
+            yield number, json.dumps(record, default=str), {k: v for k, v in record.items() if v is not None}
+    else:
+        raise ValueError(f"{path}: unsupported prompt log format {suffix!r} (use .jsonl, .parquet or .csv)")
+
+
+def _text_field(record: dict, name: str, required: bool, numbers_ok: bool = False) -> str | None:
+    """A field as stripped text; numbers are accepted where a log may hold them (ids, references)."""
+    value = record.get(name)
+    if value is None:
+        if required:
+            raise Rejected(name, f"field '{name}' is missing")
+        return None
+    if isinstance(value, str):
+        text = value.strip()
+    elif numbers_ok and isinstance(value, int | float) and not isinstance(value, bool):
+        text = str(value)
+    else:
+        raise Rejected(name, f"field '{name}' must be text, got {type(value).__name__}")
+    if required and not text:
+        raise Rejected(name, f"field '{name}' is empty")
+    return text or None
+
+
+def _utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def parse_row(number: int, record: dict | Rejected) -> dict:
+    """A validated prompt row, or raise Rejected naming the field."""
+    if isinstance(record, Rejected):
+        raise record
+    if not isinstance(record, dict):
+        raise Rejected(None, f"row is a {type(record).__name__}, not an object")
+    row = {
+        "id": _text_field(record, "id", required=False, numbers_ok=True) or f"row-{number}",
+        "slice": _text_field(record, "slice", required=True),
+        "prompt": _text_field(record, "prompt", required=True),
+        "reference": _text_field(record, "reference", required=False, numbers_ok=True),
+        "timestamp": None,
+    }
+    stamp = _text_field(record, "timestamp", required=False)
+    if stamp is not None:
+        try:
+            row["timestamp"] = _utc(datetime.fromisoformat(stamp)).isoformat()
+        except ValueError:
+            raise Rejected("timestamp", f"field 'timestamp' is not an ISO 8601 time: {stamp[:40]!r}") from None
+    return row
+
+
+def in_window(row: dict, since: datetime | None, until: datetime | None) -> bool:
+    """Whether a row falls in [since, until); rows without a time fall outside any window."""
+    if since is None and until is None:
+        return True
+    if row["timestamp"] is None:
+        return False
+    when = datetime.fromisoformat(row["timestamp"])
+    return (since is None or when >= _utc(since)) and (until is None or when < _utc(until))
+
+
+# ----------------------------------------------------------------------------- splitting and sampling
+def allocate(counts: dict[str, int], total: int) -> dict[str, int]:
+    """Split `total` across slices in proportion to `counts` (largest remainder), capped by each count."""
+    available = sum(counts.values())
+    total = min(total, available)
+    if total == 0:
+        return {name: 0 for name in counts}
+    exact = {name: total * n / available for name, n in counts.items()}
+    share = {name: int(x) for name, x in exact.items()}
+    by_remainder = sorted(counts, key=lambda name: (exact[name] - share[name], counts[name], name), reverse=True)
+    for name in by_remainder[: total - sum(share.values())]:
+        share[name] += 1
+    return share
+
+
+def _rank(seed: int, text: str) -> str:
+    return hashlib.sha256(f"{seed}:{normalize_text(text)}".encode()).hexdigest()
+
+
+def split_eval(rows: list[dict], eval_size: int, seed: int) -> tuple[list[dict], list[dict]]:
+    """Hold out `eval_size` distinct prompts, stratified by slice; every copy of them leaves the rest."""
+    first_seen: dict[str, dict] = {}
+    for row in rows:
+        first_seen.setdefault(normalize_text(row["prompt"]), row)
+    by_slice: dict[str, list[str]] = defaultdict(list)
+    for key, row in first_seen.items():
+        by_slice[row["slice"]].append(key)
+    quota = allocate({name: len(keys) for name, keys in by_slice.items()}, eval_size)
+    held_out: set[str] = set()
+    for name, keys in by_slice.items():
+        held_out.update(sorted(keys, key=lambda k: _rank(seed, k))[: quota[name]])
+    eval_rows = [first_seen[key] for key in sorted(held_out, key=lambda k: _rank(seed, k))]
+    rest = [row for row in rows if normalize_text(row["prompt"]) not in held_out]
+    return eval_rows, rest
+
+
+def stratified_sample(rows: list[dict], size: int, seed: int) -> list[dict]:
+    """`size` rows whose slice mix matches the input's (largest-remainder quotas, seeded draw)."""
+    by_slice: dict[str, list[dict]] = defaultdict(list)
+    for row in rows:
+        by_slice[row["slice"]].append(row)
+    quota = allocate({name: len(group) for name, group in by_slice.items()}, size)
+    rng = random.Random(seed)
+    sample = []
+    for name in sorted(by_slice):
+        sample += rng.sample(by_slice[name], quota[name])
+    return sample
+
+
+# ----------------------------------------------------------------------------- the stage
+def log_digest(path: str) -> str:
+    """The prompt log's content digest (part of the source stage's cache key)."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(
+            f"no prompt log at {path}: set source.path, or write the demo's with `redistill demo-data --out {path}`"
+        )
+    return file_digest(path)
+
+
+def source(config: SourceConfig, out_dir: Path) -> Sourced:
+    """Read, validate, window, hold out, sample; write prompts and quarantine."""
+    with Timer() as timer:
+        valid, quarantine, outside, rows_in = [], [], 0, 0
+        seen_ids: set[str] = set()
+        for number, raw, record in read_records(Path(config.path)):
+            rows_in += 1
+            try:
+                row = parse_row(number, record)
+                if row["id"] in seen_ids:
+                    raise Rejected("id", f"field 'id' repeats an earlier row's id {row['id']!r}")
+            except Rejected as e:
+                quarantine.append({"row": number, "field": e.field, "reason": f"row {number}: {e.reason}", "raw": raw})
+                continue
+            seen_ids.add(row["id"])
+            if in_window(row, config.since, config.until):
+                valid.append(row)
+            else:
+                outside += 1
+        eval_rows, pool = split_eval(valid, config.eval_size, config.seed)
+        train_rows = stratified_sample(pool, config.sample_size, config.seed)
+        prompts = [{**r, "split": "eval"} for r in eval_rows] + [{**r, "split": "train"} for r in train_rows]
+        # held-out prompts' other copies are not sampled either: they count as not sampled
+        not_sampled = len(valid) - len(prompts)
+    report = StageReport(
+        stage="source",
+        rows_in=rows_in,
+        rows_out=len(prompts),
+        dropped={"malformed": len(quarantine), "outside_window": outside, "not_sampled": not_sampled},
+        metrics={
+            "train_prompts": len(train_rows),
+            "eval_prompts": len(eval_rows),
+            **{
+                f"train_share.{k}": v / max(len(train_rows), 1)
+                for k, v in Counter(r["slice"] for r in train_rows).items()
+            },
+        },
+        seconds=timer.seconds,
+        notes=[q["reason"] for q in quarantine[:20]],
+    )
+    return Sourced(
+        prompts=write_dataset(prompts, out_dir / "prompts.parquet", PROMPTS),
+        quarantine=write_dataset(quarantine, out_dir / "quarantine.parquet", QUARANTINE),
+        report=report,
+    )
+
+
+@task(name="source_prompts", cache_policy=STAGE_CACHE, persist_result=True)
+def source_prompts(config: SourceConfig, log_digest: str, work_dir: Path) -> Sourced:
+    """Read the prompt log (identified by its digest), quarantine bad rows, split and sample."""
+    return source(config, stage_dir(work_dir, "source", config, log_digest))

@@ -1,0 +1,222 @@
+"""What every stage shares: datasets on disk, keep/drop with reasons, a report, caching by content.
+
+A stage reads Parquet datasets, writes Parquet datasets, and returns a `StageResult` holding
+`DatasetRef`s (path, rows, digest) and a `StageReport` (rows in/out, drops per reason, metrics).
+Rejected rows are written beside the kept ones with their reason; nothing is dropped silently.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import logging
+import re
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from prefect.cache_policies import INPUTS, CachePolicy
+from prefect.utilities.hashing import hash_objects
+from pydantic import BaseModel
+
+
+def log(message: str) -> None:
+    """Log to the Prefect run (its UI page and the console) inside one, else to the `redistill` logger."""
+    from prefect.exceptions import MissingContextError
+    from prefect.logging import get_run_logger
+
+    try:
+        get_run_logger().info(message)
+    except MissingContextError:
+        logging.getLogger("redistill").info(message)
+
+
+# ----------------------------------------------------------------------------- datasets on disk
+class DatasetRef(BaseModel):
+    """A Parquet dataset a stage wrote: where it is, how many rows, and the digest of its bytes."""
+
+    path: str
+    rows: int
+    digest: str
+
+
+def file_digest(path: str | Path) -> str:
+    """sha256 of a file's bytes (the content identity used in cache keys)."""
+    sha = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            sha.update(block)
+    return sha.hexdigest()
+
+
+def write_dataset(rows: list[dict] | pa.Table, path: Path, schema: pa.Schema) -> DatasetRef:
+    """Write rows as Parquet with an explicit schema (so empty datasets keep their columns)."""
+    table = rows if isinstance(rows, pa.Table) else pa.Table.from_pylist(rows, schema=schema)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, path)
+    return DatasetRef(path=str(path), rows=table.num_rows, digest=file_digest(path))
+
+
+def read_dataset(ref: DatasetRef) -> list[dict]:
+    """Read a dataset's rows, refusing one that changed since the stage that wrote it finished."""
+    path = Path(ref.path)
+    if not path.exists() or file_digest(path) != ref.digest:
+        raise FileNotFoundError(
+            f"{path} is missing or changed since it was written (a cached result points at it): "
+            "delete the work dir's stage folder and rerun with --refresh-cache"
+        )
+    return pq.read_table(path).to_pylist()
+
+
+def normalize_text(text: str) -> str:
+    """Lowercase, sentence punctuation dropped, whitespace folded: a text's identity for exact matching.
+
+    Symbols that carry meaning (+ - * / = < >) stay: "3 + 4" and "3 - 4" are different prompts.
+    """
+    return " ".join(re.sub(r"[.,!?;:'\"`()\[\]]", " ", text.lower()).split())
+
+
+# ----------------------------------------------------------------------------- keep / drop
+def partition(rows: Iterable[dict], reason_to_drop: Callable[[dict], str | None]) -> tuple[list, list]:
+    """Split rows into kept and rejected; each rejected row carries the `reason` it was dropped."""
+    kept, rejected = [], []
+    for row in rows:
+        reason = reason_to_drop(row)
+        if reason is None:
+            kept.append(row)
+        else:
+            rejected.append({**row, "reason": reason})
+    return kept, rejected
+
+
+def with_reason(schema: pa.Schema) -> pa.Schema:
+    """The schema of a stage's rejected rows: its output schema plus the drop reason."""
+    return schema.append(pa.field("reason", pa.string()))
+
+
+def count_reasons(rejected: list[dict]) -> dict[str, int]:
+    """Drops per reason, the reason's first word only (details like `near_duplicate:<id>` stay in the rows)."""
+    return dict(Counter(r["reason"].split(":")[0] for r in rejected))
+
+
+# ----------------------------------------------------------------------------- reports
+class StageReport(BaseModel):
+    """What a stage did, in numbers: shown as a Prefect artifact and logged to MLflow."""
+
+    stage: str
+    rows_in: int
+    rows_out: int
+    dropped: dict[str, int] = {}
+    metrics: dict[str, float] = {}
+    seconds: float = 0.0
+    notes: list[str] = []
+    details: str = ""  # markdown appended to the summary (the eval table, say)
+    tables: dict[str, list[dict]] = {}  # named tables (rows of columns), logged as MLflow tables
+
+    def markdown(self) -> str:
+        lines = [
+            f"## {self.stage}",
+            "",
+            "| rows in | rows out | dropped | seconds |",
+            "|---:|---:|---:|---:|",
+            f"| {self.rows_in} | {self.rows_out} | {sum(self.dropped.values())} | {self.seconds:.1f} |",
+        ]
+        if self.dropped:
+            lines += ["", "| drop reason | rows |", "|---|---:|"]
+            lines += [f"| {reason} | {n} |" for reason, n in sorted(self.dropped.items())]
+        if self.metrics:
+            lines += ["", "| metric | value |", "|---|---:|"]
+            lines += [f"| {name} | {_number(value)} |" for name, value in sorted(self.metrics.items())]
+        if self.notes:
+            lines += [""] + [f"- {note}" for note in self.notes]
+        if self.details:
+            lines += ["", self.details]
+        return "\n".join(lines) + "\n"
+
+
+def _number(value: float) -> str:
+    """Counts as integers, everything else to 4 significant digits."""
+    return f"{value:.0f}" if float(value).is_integer() else f"{value:.4g}"
+
+
+class StageResult(BaseModel):
+    """What a stage hands to the next: its datasets (fields of type DatasetRef) and its report."""
+
+    report: StageReport
+
+    def datasets(self) -> dict[str, DatasetRef]:
+        return {name: value for name, value in self if isinstance(value, DatasetRef)}
+
+
+class Timer:
+    """Wall time of a stage body: `with Timer() as t: ...; t.seconds`."""
+
+    def __enter__(self) -> Timer:
+        self.start = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.seconds = time.perf_counter() - self.start
+
+
+class Progress:
+    """Logs `done/total` with rate and ETA at most every `every_s` seconds, for long loops."""
+
+    def __init__(self, what: str, total: int, unit: str = "rows", every_s: float = 10.0):
+        self.what, self.total, self.unit, self.every_s = what, total, unit, every_s
+        self.done, self.start, self.last = 0, time.perf_counter(), 0.0
+
+    def advance(self, n: int = 1) -> None:
+        self.done += n
+        now = time.perf_counter()
+        if now - self.last >= self.every_s or self.done >= self.total:
+            self.last = now
+            rate = self.done / max(now - self.start, 1e-9)
+            eta = (self.total - self.done) / rate if rate else float("inf")
+            log(f"{self.what}: {self.done}/{self.total} {self.unit} ({rate:.1f}/s, eta {eta:.0f}s)")
+
+
+# ----------------------------------------------------------------------------- caching by content
+def content_key(*parts: Any) -> str:
+    """A short stable hash of configs and dataset refs (pydantic models hash by their JSON)."""
+    plain = [p.model_dump(mode="json") if isinstance(p, BaseModel) else p for p in parts]
+    return hashlib.sha256(json.dumps(plain, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def stage_dir(work_dir: Path, stage: str, *inputs: Any) -> Path:
+    """Where a stage writes: one folder per content key, so two configs never overwrite each other."""
+    path = Path(work_dir) / stage / content_key(*inputs)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _project_modules(module: ModuleType, seen: dict[str, ModuleType]) -> None:
+    seen[module.__name__] = module
+    for value in vars(module).values():
+        used = value if isinstance(value, ModuleType) else inspect.getmodule(value)
+        name = getattr(used, "__name__", "")
+        if name.split(".")[0] in ("tasks", "flows") and name not in seen:
+            _project_modules(used, seen)
+
+
+class StageCode(CachePolicy):
+    """Cache key part: the source of the task's module and every project module it uses.
+
+    Prefect's TASK_SOURCE hashes only the decorated function; our stages keep their logic in pure
+    functions beside it, and an edit there must invalidate the cache too.
+    """
+
+    def compute_key(self, task_ctx, inputs, flow_parameters, **kwargs) -> str | None:
+        modules: dict[str, ModuleType] = {}
+        _project_modules(sys.modules[task_ctx.task.fn.__module__], modules)
+        return hash_objects(*(inspect.getsource(modules[name]) for name in sorted(modules)))
+
+
+STAGE_CACHE = INPUTS + StageCode()

@@ -1,0 +1,169 @@
+"""Tracking: one MLflow run per flow run, and each stage's summary as a Prefect artifact too.
+
+Logging happens in the flow, not inside the cached tasks, so a run served from cache is tracked
+as fully as one that computed everything. The run is addressed by id through an MlflowClient
+(not the thread-local fluent API), so it does not matter which thread a task runs in.
+By default MLflow is $MLFLOW_TRACKING_URI, else a sqlite store with artifacts under the work dir;
+`tracking.tracking_uri` points it elsewhere. Config fields typed SecretStr never become params.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import warnings
+from contextlib import contextmanager
+from pathlib import Path
+
+from pydantic import BaseModel, Field, SecretStr
+
+from tasks.stage import DatasetRef, StageResult
+
+EXPERIMENT = "redistill"
+
+
+class TrackingConfig(BaseModel):
+    """Where runs, metrics, artifacts and model versions go."""
+
+    tracking_uri: str | None = Field(
+        None,
+        description="MLflow tracking URI (a server, say); none means $MLFLOW_TRACKING_URI if set, else sqlite + "
+        "files under the work dir.",
+    )
+    experiment: str = Field(EXPERIMENT, description="MLflow experiment name.")
+
+
+class Run(BaseModel):
+    """The MLflow run a flow run logs to."""
+
+    run_id: str
+    tracking_uri: str
+    experiment_id: str
+
+
+def _client(tracking_uri: str):
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=tracking_uri)
+
+
+def flat_params(config: BaseModel, prefix: str = "") -> dict[str, str]:
+    """Config as dotted MLflow params (`rollout.samples_per_prompt`), secrets left out."""
+    params = {}
+    for name, value in config:
+        key = f"{prefix}{name}"
+        if isinstance(value, SecretStr):
+            continue
+        if isinstance(value, BaseModel):
+            params.update(flat_params(value, key + "."))
+        else:
+            params[key] = value if isinstance(value, str) else json.dumps(value, default=str)
+    return params
+
+
+def start_run(config: TrackingConfig, work_dir: Path, params: dict[str, str], run_name: str | None) -> Run:
+    """Create the experiment if needed and a run with the config as params."""
+    from mlflow.entities import Param
+
+    uri = config.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+    local = uri is None
+    uri = uri or f"sqlite:///{(work_dir / 'mlflow.db').resolve()}"
+    client = _client(uri)
+    experiment = client.get_experiment_by_name(config.experiment)
+    if experiment is None:
+        location = (work_dir / "mlartifacts").resolve().as_uri() if local else None
+        experiment_id = client.create_experiment(config.experiment, artifact_location=location)
+    else:
+        experiment_id = experiment.experiment_id
+    run = client.create_run(experiment_id, run_name=run_name)
+    items = [Param(k, v[:6000]) for k, v in sorted(params.items())]
+    for start in range(0, len(items), 100):  # MLflow takes at most 100 params per batch
+        client.log_batch(run.info.run_id, params=items[start : start + 100])
+    return Run(run_id=run.info.run_id, tracking_uri=uri, experiment_id=experiment_id)
+
+
+@contextmanager
+def tracked_run(config: TrackingConfig, work_dir: Path, params: dict[str, str], run_name: str | None):
+    """A run that ends FINISHED, or FAILED if the body raises."""
+    run = start_run(config, work_dir, params, run_name)
+    try:
+        yield run
+    except BaseException:
+        _client(run.tracking_uri).set_terminated(run.run_id, status="FAILED")
+        raise
+    _client(run.tracking_uri).set_terminated(run.run_id, status="FINISHED")
+
+
+def log_markdown(run: Run, name: str, markdown: str) -> None:
+    """A summary, as `summaries/<name>.md` in MLflow and, inside a flow run, as its Prefect artifact."""
+    from prefect.artifacts import create_markdown_artifact
+    from prefect.context import FlowRunContext, TaskRunContext
+
+    _client(run.tracking_uri).log_text(run.run_id, markdown, f"summaries/{name}.md")
+    if FlowRunContext.get() or TaskRunContext.get():
+        create_markdown_artifact(
+            markdown=markdown, key=f"{name}-summary".replace("_", "-"), description=f"{name} summary"
+        )
+
+
+def log_dataset(run: Run, ref: DatasetRef, name: str, context: str) -> None:
+    """Record a dataset as a run input: its source and digest (never its rows)."""
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+    from mlflow.data.meta_dataset import MetaDataset
+    from mlflow.entities import DatasetInput, InputTag
+
+    with warnings.catch_warnings():  # MLflow registers its local-file source twice and warns about its own duplicate
+        warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted in multiple ways")
+        source = resolve_dataset_source(ref.path)
+    dataset = MetaDataset(source, name=name, digest=ref.digest[:16])
+    tag = InputTag(key="mlflow.data.context", value=context)
+    _client(run.tracking_uri).log_inputs(run.run_id, datasets=[DatasetInput(dataset._to_mlflow_entity(), tags=[tag])])
+
+
+def log_stage(run: Run, result: StageResult, artifacts: list[str] = ()) -> StageResult:
+    """Log a stage's counts, metrics, summary and datasets, copying the datasets named in `artifacts`
+    into the run's artifacts; return the result."""
+    from mlflow.entities import Metric
+
+    report = result.report
+    values = {"rows_in": report.rows_in, "rows_out": report.rows_out, "seconds": report.seconds}
+    values |= {f"dropped.{k}": v for k, v in report.dropped.items()} | report.metrics
+    now = int(time.time() * 1000)
+    metrics = [Metric(f"{report.stage}.{k}", float(v), now, 0) for k, v in values.items()]
+    client = _client(run.tracking_uri)
+    client.log_batch(run.run_id, metrics=metrics)
+    log_markdown(run, report.stage, report.markdown())
+    for name, rows in report.tables.items():
+        client.log_table(run.run_id, data=_columns(rows), artifact_file=f"{report.stage}/{name}.json")
+    for name, ref in result.datasets().items():
+        log_dataset(run, ref, f"{report.stage}.{name}", report.stage)
+        if name in artifacts:
+            client.log_artifact(run.run_id, ref.path, report.stage)
+    return result
+
+
+def _columns(rows: list[dict]) -> dict[str, list]:
+    return {key: [row.get(key) for row in rows] for key in rows[0]} if rows else {}
+
+
+def log_directory(run: Run, directory: str | Path, artifact_path: str) -> str:
+    """Copy a folder into the run's artifacts; returns its `runs:/` URI."""
+    _client(run.tracking_uri).log_artifacts(run.run_id, str(directory), artifact_path)
+    return f"runs:/{run.run_id}/{artifact_path}"
+
+
+def register_version(run: Run, source: str, name: str, tags: dict[str, str]) -> str:
+    """A new version of the registered model `name` from `source`; returns the version number."""
+    from mlflow.exceptions import MlflowException
+
+    client = _client(run.tracking_uri)
+    try:
+        client.get_registered_model(name)
+    except MlflowException:
+        client.create_registered_model(name)
+    return str(client.create_model_version(name, source=source, run_id=run.run_id, tags=tags).version)
+
+
+def set_alias(run: Run, name: str, alias: str, version: str) -> None:
+    _client(run.tracking_uri).set_registered_model_alias(name, alias, version)

@@ -1,0 +1,40 @@
+"""Shared fixtures: a tiny random teacher, demo traffic, and a Prefect test server."""
+
+import os
+
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # avoids a sqlite lock traceback
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+from tasks.demo_traffic import write_demo_traffic  # noqa: E402
+from tests.tiny import build_tiny_teacher  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_teacher(tmp_path_factory) -> Path:
+    """A 4-layer random Llama with the embedded teacher's (fixed) tokenizer."""
+    return build_tiny_teacher(tmp_path_factory.mktemp("tiny-teacher"))
+
+
+@pytest.fixture(scope="session")
+def demo_log(tmp_path_factory):
+    """200 lines of demo traffic (8 malformed) and what was planted in them."""
+    path = tmp_path_factory.mktemp("traffic") / "traffic.jsonl"
+    return path, write_demo_traffic(path, rows=200, seed=1)
+
+
+@pytest.fixture(scope="session")
+def prefect_server(tmp_path_factory):
+    """A temporary Prefect API (sqlite) with results stored under a temp folder (yielded)."""
+    from prefect.settings import PREFECT_LOCAL_STORAGE_PATH, temporary_settings
+    from prefect.testing.utilities import prefect_test_harness
+
+    storage = tmp_path_factory.mktemp("prefect-results")
+    with (
+        temporary_settings(updates={PREFECT_LOCAL_STORAGE_PATH: storage}),
+        prefect_test_harness(server_startup_timeout=120),
+    ):
+        yield storage

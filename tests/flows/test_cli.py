@@ -1,0 +1,34 @@
+import pytest
+
+from flows.cli import build_config, main
+
+
+def test_flags_override_the_file_which_overrides_defaults(tmp_path):
+    (tmp_path / "c.yaml").write_text(
+        "rollout:\n  samples_per_prompt: 6\n  temperature: 0.9\nsource:\n  sample_size: 50\n"
+    )
+    config = build_config(
+        str(tmp_path / "c.yaml"), {"rollout.samples_per_prompt": "8", "train.keep_layers": "[0, 2, 4]"}
+    )
+    assert config.rollout.samples_per_prompt == 8  # flag beats file
+    assert config.rollout.temperature == 0.9  # file beats default
+    assert config.source.sample_size == 50
+    assert config.train.keep_layers == [0, 2, 4]
+    assert config.dedup.near_threshold == 0.85  # default
+
+
+def test_a_bad_value_names_the_field(capsys):
+    assert main(["run", "--rollout.samples_per_prompt", "12"]) == 2
+    err = capsys.readouterr().err
+    assert "rollout.samples_per_prompt" in err and "less than or equal to 8" in err
+
+
+def test_demo_data_writes_the_log(tmp_path, capsys):
+    assert main(["demo-data", "--out", str(tmp_path / "log.jsonl"), "--rows", "50"]) == 0
+    assert len((tmp_path / "log.jsonl").read_text().splitlines()) == 50
+    assert "malformed" in capsys.readouterr().out
+
+
+def test_unknown_flag_is_refused():
+    with pytest.raises(SystemExit):
+        main(["run", "--rollout.samples", "3"])

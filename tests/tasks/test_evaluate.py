@@ -1,0 +1,32 @@
+from tasks.evaluate import Evaluated, ModelScore, accuracy_by_slice, score_table
+from tasks.stage import DatasetRef, StageReport
+
+
+def test_accuracy_by_slice_leaves_unverifiable_answers_out():
+    answers = [
+        {"slice": "a", "correct": True},
+        {"slice": "a", "correct": False},
+        {"slice": "b", "correct": True},
+        {"slice": "c", "correct": None},
+    ]
+    assert accuracy_by_slice(answers) == {"a": 0.5, "all": 2 / 3, "b": 1.0}
+
+
+def _score(accuracy: dict[str, float]) -> ModelScore:
+    return ModelScore(accuracy=accuracy, latency_s=0.5, tokens_per_s=40.0, params=81_000_000, size_mb=326.0)
+
+
+def test_transfer_ratio_and_table():
+    result = Evaluated(
+        answers=DatasetRef(path="x", rows=0, digest="d"),
+        scores={
+            "base": _score({"a": 0.0, "all": 0.0}),
+            "teacher": _score({"a": 0.8, "all": 0.8}),
+            "student": _score({"a": 0.4, "all": 0.4}),
+        },
+        report=StageReport(stage="evaluate", rows_in=0, rows_out=0),
+    )
+    assert result.transfer_ratio() == 0.5
+    table = score_table(result.scores, {"a": 0.5, "all": 0.5})
+    assert "| a | 0.00 | 0.80 | 0.40 | 0.50 |" in table
+    assert "| student | 81.0 | 326 | 0.50 | 40.0 |" in table

@@ -1,0 +1,64 @@
+from tasks.filter import FilterConfig, filter_rows, reason_to_drop
+from tasks.schemas import ROLLOUTS
+from tasks.stage import read_dataset, write_dataset
+from tasks.verify import VerifyConfig
+
+VERIFY = VerifyConfig(by_slice={"math": "number"})
+
+
+def _rollout(
+    completion: str, slice_name: str = "math", reference: str | None = "7", finish: str = "stop", index: int = 0
+):
+    return {
+        "prompt_id": "p",
+        "slice": slice_name,
+        "prompt": "What is 3 + 4?",
+        "reference": reference,
+        "sample_index": index,
+        "teacher": "t",
+        "completion": completion,
+        "finish_reason": finish,
+        "prompt_tokens": 5,
+        "completion_tokens": 3,
+    }
+
+
+def test_each_drop_reason():
+    config = FilterConfig(min_chars=2, max_chars=40)
+    cases = {
+        "  ": "empty",
+        "7": "too_short",
+        "3 + 4 = 7, " + "and so on " * 5: "too_long",
+        "I'm sorry, I can't help with that": "refusal",
+        "3 + 4 = 8": "wrong_answer",
+        "3 + 4 = 7": None,
+    }
+    for completion, reason in cases.items():
+        assert reason_to_drop(config, VERIFY, {}, _rollout(completion)) == reason, completion
+    assert reason_to_drop(config, VERIFY, {}, _rollout("3 + 4 = 7 and", finish="length")) == "truncated"
+    assert (
+        reason_to_drop(
+            config.model_copy(update={"drop_truncated": False}), VERIFY, {}, _rollout("3 + 4 = 7 and", finish="length")
+        )
+        is None
+    )
+    assert reason_to_drop(config.model_copy(update={"verify": False}), VERIFY, {}, _rollout("3 + 4 = 8")) is None
+
+
+def test_stage_writes_chat_rows_and_rejects_with_reasons(tmp_path):
+    rows = [
+        _rollout("3 + 4 = 7.", index=0),
+        _rollout("3 + 4 = 8.", index=1),
+        _rollout("Hello there!", slice_name="chat", reference=None, index=2),  # no verifier: kept, counted
+    ]
+    result = filter_rows(FilterConfig(), VERIFY, write_dataset(rows, tmp_path / "in.parquet", ROLLOUTS), tmp_path)
+    kept = read_dataset(result.rows)
+    assert [r["messages"] for r in kept] == [
+        [{"role": "user", "content": "What is 3 + 4?"}, {"role": "assistant", "content": "3 + 4 = 7."}],
+        [{"role": "user", "content": "What is 3 + 4?"}, {"role": "assistant", "content": "Hello there!"}],
+    ]
+    assert [(r["sample_index"], r["reason"]) for r in read_dataset(result.rejected)] == [(1, "wrong_answer")]
+    assert result.report.dropped == {"wrong_answer": 1}
+    assert result.report.metrics["unverified"] == 1
+    assert result.report.metrics["teacher_sample_accuracy"] == 0.5
+    assert result.report.metrics["prompts_with_a_correct_sample"] == 1.0

@@ -1,0 +1,63 @@
+import json
+
+import pytest
+
+from tasks.redact import RedactConfig, Redactor, redact
+from tasks.schemas import PROMPTS, QUARANTINE
+from tasks.stage import read_dataset, write_dataset
+
+
+@pytest.fixture(scope="module")
+def redactor():
+    return Redactor(RedactConfig())
+
+
+def test_placeholders_are_typed(redactor):
+    text = "Hi, this is Maria Garcia (maria.garcia@example.com), card 4111 1111 1111 1111, call (212) 555-0199."
+    [(redacted, types)] = redactor.redact([text])
+    assert redacted == "Hi, this is <PERSON> (<EMAIL_ADDRESS>), card <CREDIT_CARD>, call <PHONE_NUMBER>."
+    assert types == ["CREDIT_CARD", "EMAIL_ADDRESS", "PERSON", "PHONE_NUMBER"]
+
+
+def test_names_the_small_ner_model_misses_are_caught_by_introduction(redactor):
+    [(redacted, _)] = redactor.redact(["Thanks, Olusegun Adeyemi"])
+    assert redacted == "Thanks, <PERSON>"
+
+
+def test_no_planted_pii_survives_and_the_task_is_intact(demo_log, redactor):
+    _, traffic = demo_log
+    rows = [json.loads(line) for n, line in enumerate(traffic.lines, 1) if n not in traffic.malformed_lines]
+    redacted = redactor.redact([r["prompt"] for r in rows])
+    text = "\n".join(t for t, _ in redacted)
+    assert [p for p in traffic.pii if p in text] == []
+    # over-redaction check: the question (what the verifier's reference is derived from) is untouched
+    damaged = [r["id"] for r, (t, _) in zip(rows, redacted, strict=True) if traffic.questions[r["id"]] not in t]
+    assert damaged == []
+
+
+def test_stage_redacts_prompts_and_the_quarantine(tmp_path):
+    prompts = write_dataset(
+        [
+            {
+                "id": "1",
+                "timestamp": None,
+                "slice": "s",
+                "prompt": "I'm John Smith. What is 2 + 2?",
+                "reference": "4",
+                "split": "train",
+            }
+        ],
+        tmp_path / "p.parquet",
+        PROMPTS,
+    )
+    quarantine = write_dataset(
+        [{"row": 7, "field": None, "reason": "row 7: not valid JSON", "raw": '{"prompt": "mail me at jo@mail.org'}],
+        tmp_path / "q.parquet",
+        QUARANTINE,
+    )
+    result = redact(RedactConfig(), prompts, quarantine, tmp_path / "out")
+    [row] = read_dataset(result.prompts)
+    assert row["prompt"] == "I'm <PERSON>. What is 2 + 2?" and row["pii"] == ["PERSON"]
+    [bad] = read_dataset(result.quarantine)
+    assert "jo@mail.org" not in bad["raw"] and "<EMAIL_ADDRESS>" in bad["raw"]
+    assert result.report.metrics["entities.EMAIL_ADDRESS"] == 1

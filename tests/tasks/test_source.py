@@ -1,0 +1,109 @@
+import json
+from collections import Counter
+from datetime import datetime
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from tasks.source import SourceConfig, allocate, log_digest, source, split_eval, stratified_sample
+from tasks.stage import read_dataset
+
+
+def _rows(n_by_slice: dict[str, int]) -> list[dict]:
+    return [
+        {"id": f"{name}-{i}", "slice": name, "prompt": f"{name} question {i}", "reference": "x", "timestamp": None}
+        for name, n in n_by_slice.items()
+        for i in range(n)
+    ]
+
+
+def test_quarantine_holds_exactly_the_malformed_rows_with_row_and_field(demo_log, tmp_path):
+    path, traffic = demo_log
+    result = source(SourceConfig(path=str(path), sample_size=50, eval_size=10), tmp_path)
+    quarantine = read_dataset(result.quarantine)
+    assert {q["row"] for q in quarantine} == traffic.malformed_lines
+    for q in quarantine:
+        assert q["reason"].startswith(f"row {q['row']}: ")
+        assert q["field"] is None or f"'{q['field']}'" in q["reason"]
+    assert {q["field"] for q in quarantine} >= {"prompt", "slice", "timestamp", None}
+    assert result.report.dropped["malformed"] == len(traffic.malformed_lines)
+    # every line is accounted for: kept, quarantined, outside the window, or not sampled
+    assert result.report.rows_in == len(traffic.lines)
+    assert result.report.rows_out + sum(result.report.dropped.values()) == len(traffic.lines)
+
+
+def test_reads_jsonl_csv_and_parquet_alike(tmp_path):
+    rows = [
+        {"id": "a", "slice": "s1", "prompt": "What is 1 + 2?", "reference": "3", "timestamp": "2026-11-20T10:00:00Z"},
+        {
+            "id": "b",
+            "slice": "s2",
+            "prompt": "Capital of France?",
+            "reference": "Paris",
+            "timestamp": "2026-11-20T11:00:00Z",
+        },
+        {"id": "c", "slice": "s2", "prompt": "", "reference": "x", "timestamp": "2026-11-20T12:00:00Z"},
+    ]
+    (tmp_path / "log.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "log.parquet")
+    header = ",".join(rows[0])
+    lines = [",".join(str(r[k]) for k in rows[0]) for r in rows]
+    (tmp_path / "log.csv").write_text("\n".join([header, *lines]) + "\n")
+    seen = {}
+    for suffix in ("jsonl", "csv", "parquet"):
+        config = SourceConfig(path=str(tmp_path / f"log.{suffix}"), sample_size=10, eval_size=0)
+        result = source(config, tmp_path / suffix)
+        seen[suffix] = sorted((r["id"], r["prompt"], r["reference"]) for r in read_dataset(result.prompts))
+        assert [q["field"] for q in read_dataset(result.quarantine)] == ["prompt"]
+    assert (
+        seen["jsonl"]
+        == seen["csv"]
+        == seen["parquet"]
+        == [("a", "What is 1 + 2?", "3"), ("b", "Capital of France?", "Paris")]
+    )
+
+
+def test_unsupported_format_and_missing_log_are_clear_errors(tmp_path):
+    (tmp_path / "log.txt").write_text("hello")
+    with pytest.raises(ValueError, match="unsupported prompt log format '.txt'"):
+        source(SourceConfig(path=str(tmp_path / "log.txt")), tmp_path)
+    with pytest.raises(FileNotFoundError, match="redistill demo-data"):
+        log_digest(str(tmp_path / "nope.jsonl"))
+
+
+def test_allocate_is_proportional_and_exact():
+    assert allocate({"a": 50, "b": 30, "c": 20}, 10) == {"a": 5, "b": 3, "c": 2}
+    assert sum(allocate({"a": 7, "b": 5, "c": 1}, 6).values()) == 6
+    assert allocate({"a": 2, "b": 1}, 100) == {"a": 2, "b": 1}  # never more than there is
+
+
+def test_sample_matches_the_slice_mix():
+    rows = _rows({"big": 600, "mid": 300, "small": 100})
+    sample = stratified_sample(rows, 100, seed=3)
+    assert Counter(r["slice"] for r in sample) == {"big": 60, "mid": 30, "small": 10}
+    assert len({r["id"] for r in sample}) == 100
+    assert stratified_sample(rows, 100, seed=3) == sample  # deterministic by seed
+
+
+def test_eval_split_is_by_prompt_text_and_removes_every_copy():
+    rows = _rows({"a": 20, "b": 20})
+    copies = [
+        {**r, "id": r["id"] + "-copy", "prompt": r["prompt"].upper() + "?"} for r in rows
+    ]  # same after normalising
+    held_out, rest = split_eval(rows + copies, eval_size=8, seed=0)
+    assert Counter(r["slice"] for r in held_out) == {"a": 4, "b": 4}
+    held_texts = {r["prompt"].lower().rstrip("?") for r in held_out}
+    assert not held_texts & {r["prompt"].lower().rstrip("?") for r in rest}
+    assert len(rest) == len(rows + copies) - 2 * 8
+
+
+def test_time_window_keeps_rows_inside_and_counts_the_rest(demo_log, tmp_path):
+    path, _ = demo_log
+    config = SourceConfig(
+        path=str(path), since=datetime(2026, 11, 18), until=datetime(2026, 11, 20), sample_size=1000, eval_size=0
+    )
+    result = source(config, tmp_path)
+    stamps = [datetime.fromisoformat(r["timestamp"]) for r in read_dataset(result.prompts)]
+    assert stamps and all(datetime(2026, 11, 18).date() <= s.date() < datetime(2026, 11, 20).date() for s in stamps)
+    assert result.report.dropped["outside_window"] > 0

@@ -1,0 +1,20 @@
+from pydantic import BaseModel, SecretStr
+
+from tasks.tracking import flat_params
+
+
+class Inner(BaseModel):
+    api_key: SecretStr = SecretStr("sk-do-not-log")
+    samples: int = 4
+    layers: list[int] = [0, 2]
+
+
+class Outer(BaseModel):
+    name: str = "demo"
+    inner: Inner = Inner()
+
+
+def test_params_are_dotted_and_secrets_never_become_params():
+    params = flat_params(Outer())
+    assert params == {"name": "demo", "inner.samples": "4", "inner.layers": "[0, 2]"}
+    assert "sk-do-not-log" not in str(params)

@@ -1,0 +1,92 @@
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from tasks.models import CHATML_WITH_GENERATION, END_OF_TURN, ModelRef, fingerprint_checkpoint
+from tasks.schemas import TRAINING_ROWS
+from tasks.stage import write_dataset
+from tasks.train import TrainConfig, build_student, layers_to_keep, split_by_prompt, train
+
+# the template shipped in the GGUF (what the generation-marked one must render identically)
+ORIGINAL_CHATML = (
+    "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
+    "{{ '<|im_start|>system\\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\\n' }}"
+    "{% endif %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
+
+
+@pytest.fixture(scope="module")
+def teacher(tiny_teacher):
+    return ModelRef(path=str(tiny_teacher), fingerprint=fingerprint_checkpoint(tiny_teacher))
+
+
+def test_tokenizer_stops_at_end_of_turn_and_marks_assistant_tokens(tiny_teacher):
+    tokenizer = AutoTokenizer.from_pretrained(tiny_teacher)
+    assert tokenizer.eos_token == END_OF_TURN and tokenizer.pad_token == END_OF_TURN
+    messages = [{"role": "user", "content": "What is 3 + 4?"}, {"role": "assistant", "content": "7"}]
+    rendered = tokenizer.apply_chat_template(messages, tokenize=False)
+    tokenizer.chat_template = ORIGINAL_CHATML
+    assert rendered == tokenizer.apply_chat_template(messages, tokenize=False)  # markers change nothing rendered
+    tokenizer.chat_template = CHATML_WITH_GENERATION
+    out = tokenizer.apply_chat_template(messages, return_dict=True, return_assistant_tokens_mask=True)
+    supervised = [t for t, m in zip(out["input_ids"], out["assistant_masks"], strict=True) if m]
+    assert tokenizer.decode(supervised) == "7" + END_OF_TURN
+
+
+def test_student_keeps_every_other_layer_and_still_generates(teacher, tmp_path):
+    student = build_student(teacher, TrainConfig(), tmp_path)
+    model = AutoModelForCausalLM.from_pretrained(student.path)
+    assert model.config.num_hidden_layers == 2
+    assert [layer.self_attn.layer_idx for layer in model.model.layers] == [0, 1]
+    source = AutoModelForCausalLM.from_pretrained(teacher.path)
+    assert torch.equal(model.model.layers[1].mlp.up_proj.weight, source.model.layers[2].mlp.up_proj.weight)
+    out = model.generate(torch.tensor([[1, 2, 3]]), max_new_tokens=3, do_sample=False)
+    assert out.shape == (1, 6)
+    assert build_student(teacher, TrainConfig(), tmp_path) == student  # built once per teacher and layers
+
+
+def test_layers_to_keep():
+    assert layers_to_keep("every_other", 30) == list(range(0, 30, 2))
+    assert layers_to_keep([5, 0, 5], 6) == [0, 5]
+    with pytest.raises(ValueError, match="does not fit"):
+        layers_to_keep([0, 9], 6)
+
+
+def test_validation_split_keeps_each_prompt_on_one_side():
+    rows = [{"prompt_id": f"p{i // 3}", "sample_index": i % 3} for i in range(30)]
+    train_rows, validation = split_by_prompt(rows, 0.2, seed=0)
+    assert len(validation) == 2 * 3
+    assert not {r["prompt_id"] for r in train_rows} & {r["prompt_id"] for r in validation}
+
+
+def _chat_rows(n: int) -> list[dict]:
+    return [
+        {
+            "messages": [
+                {"role": "user", "content": f"What is {i % 5} + 1?"},
+                {"role": "assistant", "content": "The answer is here."},
+            ],
+            "prompt_id": f"p{i}",
+            "slice": "math",
+            "sample_index": 0,
+        }
+        for i in range(n)
+    ]
+
+
+def test_sft_lowers_held_out_loss_and_saves_the_best_adapter(teacher, tmp_path):
+    rows = write_dataset(_chat_rows(40), tmp_path / "rows.parquet", TRAINING_ROWS)
+    config = TrainConfig(epochs=2, batch_size=4, eval_every_steps=3, learning_rate=2e-3, validation_share=0.2)
+    result = train(config, teacher, rows, tmp_path / "models", tmp_path / "out")
+    metrics = result.report.metrics
+    assert metrics["train_rows"] == 32 and metrics["validation_rows"] == 8
+    assert metrics["eval_loss_best"] < metrics["eval_loss_before"]
+    assert (tmp_path / "out" / "adapter" / "adapter_config.json").exists()
+    assert not (tmp_path / "out" / "checkpoints").exists()
+
+
+def test_too_few_rows_is_a_clear_error(teacher, tmp_path):
+    rows = write_dataset(_chat_rows(1), tmp_path / "rows.parquet", TRAINING_ROWS)
+    with pytest.raises(ValueError, match="1 training rows survived filtering"):
+        train(TrainConfig(), teacher, rows, tmp_path / "models", tmp_path / "out")

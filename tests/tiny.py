@@ -1,0 +1,33 @@
+"""A tiny random causal LM with the embedded teacher's tokenizer: seconds to train, quantize and run."""
+
+from pathlib import Path
+
+
+def build_tiny_teacher(out_dir: Path, layers: int = 4, seed: int = 0) -> Path:
+    """Llama-shaped, hidden 64 (AWQ group 32 divides it), saved with the fixed SmolLM2 tokenizer."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from tasks.models import END_OF_TURN, embedded_tokenizer
+
+    tokenizer = embedded_tokenizer()
+    torch.manual_seed(seed)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        tie_word_embeddings=True,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.convert_tokens_to_ids(END_OF_TURN),
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    model = LlamaForCausalLM(config)
+    model.generation_config.eos_token_id = config.eos_token_id
+    model.generation_config.pad_token_id = config.pad_token_id
+    model.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+    return out_dir
