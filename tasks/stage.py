@@ -7,7 +7,9 @@ Rejected rows are written beside the kept ones with their reason; nothing is dro
 
 from __future__ import annotations
 
+import ast
 import hashlib
+import importlib
 import inspect
 import json
 import logging
@@ -198,12 +200,14 @@ def stage_dir(work_dir: Path, stage: str, *inputs: Any) -> Path:
 
 
 def _project_modules(module: ModuleType, seen: dict[str, ModuleType]) -> None:
+    """The module and every project module it imports, transitively (read from its import statements)."""
     seen[module.__name__] = module
-    for value in vars(module).values():
-        used = value if isinstance(value, ModuleType) else inspect.getmodule(value)
-        name = getattr(used, "__name__", "")
-        if name.split(".")[0] in ("tasks", "flows") and name not in seen:
-            _project_modules(used, seen)
+    for node in ast.walk(ast.parse(inspect.getsource(module))):
+        names = [node.module] if isinstance(node, ast.ImportFrom) and node.module else []
+        names += [alias.name for alias in node.names] if isinstance(node, ast.Import) else []
+        for name in names:
+            if name.split(".")[0] in ("tasks", "flows") and name not in seen:
+                _project_modules(importlib.import_module(name), seen)
 
 
 class StageCode(CachePolicy):

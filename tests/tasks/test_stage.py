@@ -30,3 +30,14 @@ def test_a_dataset_changed_after_writing_is_refused(tmp_path):
 def test_content_key_and_normalisation():
     assert content_key({"a": 1}, "x") == content_key({"a": 1}, "x") != content_key({"a": 2}, "x")
     assert normalize_text("  What is 3 + 4?  ") == normalize_text("what is 3 + 4") != normalize_text("What is 3 - 4?")
+
+
+def test_a_stage_cache_key_covers_the_project_modules_it_uses():
+    import tasks.filter
+    from tasks.stage import _project_modules
+
+    seen = {}
+    _project_modules(tasks.filter, seen)
+    # an edit to the verifiers or to a dataset schema must invalidate the filter stage's cache
+    assert {"tasks.filter", "tasks.verify", "tasks.schemas", "tasks.stage"} <= set(seen)
+    assert "tasks.train" not in seen  # nor is the cache shared with unrelated stages
