@@ -51,7 +51,7 @@ class RolloutConfig(BaseModel):
     top_p: float = Field(0.95, gt=0, le=1, description="Nucleus sampling mass.")
     max_new_tokens: int = Field(48, ge=1, description="Longest answer, in tokens; longer ones end as `length`.")
     batch_size: int = Field(8, ge=1, description="Prompts per generate call (each with its N samples).")
-    seed: int = Field(0, description="Torch seed, set per batch so a resumed run samples as a fresh one would.")
+    seed: int = Field(0, description="Torch seed, mixed with each batch's prompt ids (same batch, same samples).")
 
 
 class Rollouts(StageResult):

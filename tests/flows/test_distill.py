@@ -12,7 +12,7 @@ from flows.distill import DistillConfig, distill
 from tasks.evaluate import EvaluateConfig
 from tasks.export import ExportConfig, GateConfig
 from tasks.filter import FilterConfig
-from tasks.models import generate, load_model
+from tasks.models import END_OF_TURN, generate, load_model
 from tasks.rollout import RolloutConfig
 from tasks.source import SourceConfig
 from tasks.train import TrainConfig
@@ -140,4 +140,7 @@ def test_the_student_is_registered_and_the_export_loads_and_generates(runs):
     model, tokenizer = load_model(first.exported_path)
     [[completion]] = generate(model, tokenizer, ["What is 2 + 2?"], max_new_tokens=4)
     assert completion.completion_tokens > 0
+    # whoever loads the export (vLLM, plain transformers) stops where the teacher stops
+    end_of_turn = tokenizer.convert_tokens_to_ids(END_OF_TURN)
+    assert tokenizer.eos_token == END_OF_TURN and model.generation_config.eos_token_id == end_of_turn
     assert first.scores["student"].params < first.scores["teacher"].params
