@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from prefect import flow
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from tasks.dedup import DedupConfig, dedup_rollouts
 from tasks.evaluate import EvaluateConfig, ModelScore, evaluate_models
@@ -21,6 +21,8 @@ from tasks.verify import VerifyConfig
 
 class DistillConfig(BaseModel):
     """Everything one distillation run needs; the defaults run the CPU demo."""
+
+    model_config = ConfigDict(extra="forbid")
 
     work_dir: Path = Field(Path(".redistill"), description="Datasets, models, the rollout store and local MLflow.")
     run_name: str | None = Field(None, description="MLflow run name (default: MLflow picks one).")

@@ -17,11 +17,12 @@ from pathlib import Path
 
 from datasketch import MinHash, MinHashLSH
 from prefect import task
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from tasks.schemas import ROLLOUTS
 from tasks.stage import (
     STAGE_CACHE,
+    Config,
     DatasetRef,
     StageReport,
     StageResult,
@@ -36,7 +37,7 @@ from tasks.stage import (
 )
 
 
-class DedupConfig(BaseModel):
+class DedupConfig(Config):
     """How alike two rows must be to count as one."""
 
     near_threshold: float = Field(

@@ -18,6 +18,7 @@ from tasks.models import ModelRef, generate, load_merged, load_model, parameter_
 from tasks.schemas import ANSWERS
 from tasks.stage import (
     STAGE_CACHE,
+    Config,
     DatasetRef,
     Progress,
     StageReport,
@@ -32,7 +33,7 @@ from tasks.verify import VerifyConfig, slice_labels, verdict
 MODELS = ("base", "teacher", "student")
 
 
-class EvaluateConfig(BaseModel):
+class EvaluateConfig(Config):
     """How the models are compared on the held-out prompts."""
 
     max_new_tokens: int = Field(48, ge=1, description="Longest answer, in tokens (greedy decoding).")

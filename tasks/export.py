@@ -16,11 +16,11 @@ from prefect import task
 from pydantic import BaseModel, Field
 
 from tasks.models import ModelRef, fingerprint_checkpoint, load_merged, load_model, size_mb, timed_generate
-from tasks.stage import STAGE_CACHE, DatasetRef, StageReport, StageResult, Timer, log, read_dataset, stage_dir
+from tasks.stage import STAGE_CACHE, Config, DatasetRef, StageReport, StageResult, Timer, log, read_dataset, stage_dir
 from tasks.tracking import Run, log_directory, log_markdown, register_version, set_alias
 
 
-class ExportConfig(BaseModel):
+class ExportConfig(Config):
     """How the student is packaged."""
 
     quantize: bool = Field(True, description="Quantize the merged student to 4-bit AWQ (else export it merged, fp32).")
@@ -31,7 +31,7 @@ class ExportConfig(BaseModel):
     max_new_tokens: int = Field(32, ge=1, description="Longest smoke-test answer, in tokens.")
 
 
-class GateConfig(BaseModel):
+class GateConfig(Config):
     """When an exported student is promoted in the MLflow model registry."""
 
     registered_model: str = Field("redistill-student", description="MLflow registered model name.")

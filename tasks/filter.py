@@ -3,6 +3,8 @@
 Checked in order, first match wins: empty, too_short, too_long, truncated (hit max_new_tokens),
 refusal, wrong_answer (the slice's verifier says no). Slices without a verifier are kept and
 counted as unverified. Output `rows.parquet` (schemas.TRAINING_ROWS) and `rejected.parquet`.
+The verifier checks the final answer; the chain of thought, when the teacher gives one, goes into the
+assistant turn as `<think>…</think>` unless `include_reasoning` is off.
 The teacher's system prompt is not copied into the rows: the student learns the behaviour from
 the user turn alone, as it will be asked in production.
 """
@@ -14,11 +16,12 @@ from collections import defaultdict
 from pathlib import Path
 
 from prefect import task
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from tasks.schemas import ROLLOUTS, TRAINING_ROWS
 from tasks.stage import (
     STAGE_CACHE,
+    Config,
     DatasetRef,
     StageReport,
     StageResult,
@@ -40,7 +43,7 @@ REFUSALS = [
 ]
 
 
-class FilterConfig(BaseModel):
+class FilterConfig(Config):
     """Which teacher answers are dropped."""
 
     min_chars: int = Field(1, ge=0, description="Shorter answers are dropped as too_short.")
@@ -50,6 +53,10 @@ class FilterConfig(BaseModel):
     )
     refusal_patterns: list[str] = Field(REFUSALS, description="Regexes (case-insensitive) that mark a refusal.")
     verify: bool = Field(True, description="Drop answers the slice's verifier rejects (see `verify`).")
+    include_reasoning: bool = Field(
+        True,
+        description="Train on the chain of thought too: the assistant turn is `<think>reasoning</think>` + answer.",
+    )
 
 
 class Filtered(StageResult):
@@ -75,12 +82,19 @@ def reason_to_drop(config: FilterConfig, verify: VerifyConfig, labels: dict[str,
     return None
 
 
-def training_row(row: dict) -> dict:
+def assistant_turn(row: dict, include_reasoning: bool) -> str:
+    """What the student learns to say: the answer, after the reasoning if that is kept."""
+    if include_reasoning and row["reasoning"]:
+        return f"<think>\n{row['reasoning']}\n</think>\n\n{row['completion'].strip()}"
+    return row["completion"].strip()
+
+
+def training_row(row: dict, include_reasoning: bool) -> dict:
     """A kept rollout as a chat row for SFT."""
     return {
         "messages": [
             {"role": "user", "content": row["prompt"]},
-            {"role": "assistant", "content": row["completion"].strip()},
+            {"role": "assistant", "content": assistant_turn(row, include_reasoning)},
         ],
         "prompt_id": row["prompt_id"],
         "slice": row["slice"],
@@ -116,7 +130,9 @@ def filter_rows(config: FilterConfig, verify: VerifyConfig, rollouts: DatasetRef
         seconds=timer.seconds,
     )
     return Filtered(
-        rows=write_dataset([training_row(r) for r in kept], out_dir / "rows.parquet", TRAINING_ROWS),
+        rows=write_dataset(
+            [training_row(r, config.include_reasoning) for r in kept], out_dir / "rows.parquet", TRAINING_ROWS
+        ),
         rejected=write_dataset(rejected, out_dir / "rejected.parquet", with_reason(ROLLOUTS)),
         report=report,
     )

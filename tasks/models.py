@@ -14,13 +14,13 @@ import hashlib
 import importlib.util
 import math
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from pydantic import BaseModel
 
 from tasks.stage import file_digest
+from tasks.teachers import Completion, chat_messages, split_reasoning
 
 EMBEDDED_TEACHER = "embedded"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -125,23 +125,10 @@ def load_model(path: str | Path):
     return model, tokenizer
 
 
-@dataclass
-class Completion:
-    """One sampled answer: its text, whether it ended by itself, and token counts."""
-
-    text: str
-    finish_reason: str  # "stop" (end of turn) or "length" (hit max_new_tokens)
-    prompt_tokens: int
-    completion_tokens: int
-
-
 def chat_prompts(tokenizer, prompts: list[str], system_prompt: str | None) -> list[str]:
     """Render user prompts through the chat template, ready for generation."""
-    system = [{"role": "system", "content": system_prompt}] if system_prompt else []
     return [
-        tokenizer.apply_chat_template(
-            system + [{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True
-        )
+        tokenizer.apply_chat_template(chat_messages(p, system_prompt), tokenize=False, add_generation_prompt=True)
         for p in prompts
     ]
 
@@ -157,6 +144,7 @@ def generate(
     top_p: float = 1.0,
     max_new_tokens: int = 48,
     system_prompt: str | None = None,
+    logprobs: bool = False,
 ) -> list[list[Completion]]:
     """`n` completions for each prompt in one batched call; temperature 0 means greedy."""
     texts = chat_prompts(tokenizer, prompts, system_prompt)
@@ -170,19 +158,26 @@ def generate(
         num_return_sequences=n,
         eos_token_id=end,
         pad_token_id=tokenizer.pad_token_id,
+        return_dict_in_generate=True,
+        output_scores=logprobs,
     )
-    new_tokens = out[:, batch["input_ids"].shape[1] :]
+    new_tokens = out.sequences[:, batch["input_ids"].shape[1] :]
+    # log-probabilities of the chosen tokens under the distribution sampled from
+    scores = model.compute_transition_scores(out.sequences, out.scores, normalize_logits=True) if logprobs else None
     prompt_lengths = batch["attention_mask"].sum(dim=1).tolist()
     completions: list[list[Completion]] = [[] for _ in prompts]
     for row, tokens in enumerate(new_tokens.tolist()):
         stopped = end in tokens
         used = tokens[: tokens.index(end) + 1] if stopped else tokens
+        reasoning, answer = split_reasoning(tokenizer.decode(used, skip_special_tokens=True))
         completions[row // n].append(
             Completion(
-                text=tokenizer.decode(used, skip_special_tokens=True).strip(),
+                text=answer,
                 finish_reason="stop" if stopped else "length",
                 prompt_tokens=prompt_lengths[row // n],
                 completion_tokens=len(used),
+                reasoning=reasoning,
+                logprobs=scores[row, : len(used)].tolist() if scores is not None else None,
             )
         )
     return completions

@@ -16,11 +16,12 @@ from pathlib import Path
 
 import regex
 from prefect import task
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from tasks.schemas import QUARANTINE, REDACTED_PROMPTS
 from tasks.stage import (
     STAGE_CACHE,
+    Config,
     DatasetRef,
     Progress,
     StageReport,
@@ -63,7 +64,7 @@ SPACY_NER_LABELS = [
 ]
 
 
-class RedactConfig(BaseModel):
+class RedactConfig(Config):
     """Which PII is replaced, and how sure Presidio must be."""
 
     entities: list[str] = Field(

@@ -40,10 +40,23 @@ ROLLOUTS = pa.schema(
         ("reference", pa.string()),
         ("sample_index", pa.int32()),  # 0..N-1
         ("teacher", pa.string()),  # teacher fingerprint (model, sampling, system prompt)
-        ("completion", pa.string()),  # the full answer, reasoning included
+        ("completion", pa.string()),  # the final answer
+        ("reasoning", pa.string()),  # the chain of thought (reasoning_content or <think>), or null
         ("finish_reason", pa.string()),  # "stop" or "length"
         ("prompt_tokens", pa.int32()),
         ("completion_tokens", pa.int32()),
+        ("logprobs", pa.list_(pa.float32())),  # chosen-token log-probabilities, or null
+    ]
+)
+
+# rollout -> MLflow. Prompts the teacher refused (HTTP 400 and the like), with its message.
+REJECTED_PROMPTS = pa.schema(
+    [
+        ("prompt_id", pa.string()),
+        ("slice", pa.string()),
+        ("prompt", pa.string()),
+        ("reference", pa.string()),
+        ("reason", pa.string()),  # "teacher_rejected: HTTP 400: <the server's message>"
     ]
 )
 

@@ -20,11 +20,12 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 from prefect import task
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from tasks.schemas import PROMPTS, QUARANTINE
 from tasks.stage import (
     STAGE_CACHE,
+    Config,
     DatasetRef,
     StageReport,
     StageResult,
@@ -36,7 +37,7 @@ from tasks.stage import (
 )
 
 
-class SourceConfig(BaseModel):
+class SourceConfig(Config):
     """Where prompts come from and how they are sampled."""
 
     path: str = Field(

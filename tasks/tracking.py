@@ -18,12 +18,12 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field, SecretStr
 
-from tasks.stage import DatasetRef, StageResult
+from tasks.stage import Config, DatasetRef, StageResult
 
 EXPERIMENT = "redistill"
 
 
-class TrackingConfig(BaseModel):
+class TrackingConfig(Config):
     """Where runs, metrics, artifacts and model versions go."""
 
     tracking_uri: str | None = Field(

@@ -15,11 +15,12 @@ from pathlib import Path
 from typing import Literal
 
 from prefect import task
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from tasks.models import ModelRef, fingerprint_checkpoint
 from tasks.stage import (
     STAGE_CACHE,
+    Config,
     DatasetRef,
     StageReport,
     StageResult,
@@ -31,7 +32,7 @@ from tasks.stage import (
 )
 
 
-class TrainConfig(BaseModel):
+class TrainConfig(Config):
     """The student and how it is fine-tuned."""
 
     # ---- student

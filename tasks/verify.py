@@ -11,13 +11,15 @@ import re
 from collections import defaultdict
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 Method = Literal["contains", "contains_case", "number", "label"]
 
 
 class VerifyConfig(BaseModel):
     """How answers are checked, per slice. Slices not listed are kept unverified (and counted)."""
+
+    model_config = ConfigDict(extra="forbid")
 
     by_slice: dict[str, Method] = Field(
         default={"capitals": "contains", "uppercase": "contains_case", "sentiment": "label", "arithmetic": "number"},

@@ -15,6 +15,7 @@ from tasks.filter import FilterConfig
 from tasks.models import END_OF_TURN, generate, load_model
 from tasks.rollout import RolloutConfig
 from tasks.source import SourceConfig
+from tasks.teachers import SamplingConfig
 from tasks.train import TrainConfig
 
 STAGE_TASKS = {
@@ -36,7 +37,9 @@ def runs(prefect_server, tiny_teacher, demo_log, tmp_path_factory):
     config = DistillConfig(
         work_dir=tmp_path_factory.mktemp("work"),
         source=SourceConfig(path=str(log), sample_size=24, eval_size=8),
-        rollout=RolloutConfig(teacher=str(tiny_teacher), samples_per_prompt=2, max_new_tokens=8),
+        rollout=RolloutConfig(
+            teacher=str(tiny_teacher), samples_per_prompt=2, sampling=SamplingConfig(max_new_tokens=8)
+        ),
         filter=FilterConfig(verify=False, drop_truncated=False),  # a random teacher is never right
         train=TrainConfig(epochs=1, batch_size=4, eval_every_steps=2),
         evaluate=EvaluateConfig(max_new_tokens=8, latency_prompts=2),
@@ -93,7 +96,7 @@ def test_no_planted_pii_after_redaction_anywhere(runs, demo_log):
         (str(path), pii) for root in roots for path, text in _texts_under(root) for pii in traffic.pii if pii in text
     ]
     assert leaks == []
-    rollout_files = list((work / "rollout").rglob("*.parquet")) + list((work / "filter").rglob("rows.parquet"))
+    rollout_files = list((work / "rollout").rglob("rollouts.parquet")) + list((work / "filter").rglob("rows.parquet"))
     assert rollout_files and all(pq.read_table(f).num_rows for f in rollout_files)  # the scan saw real rows
     with get_client(sync_client=True) as client:
         for flow_run_id, _ in results:

@@ -1,4 +1,4 @@
-from tasks.filter import FilterConfig, filter_rows, reason_to_drop
+from tasks.filter import FilterConfig, assistant_turn, filter_rows, reason_to_drop
 from tasks.schemas import ROLLOUTS
 from tasks.stage import read_dataset, write_dataset
 from tasks.verify import VerifyConfig
@@ -62,3 +62,10 @@ def test_stage_writes_chat_rows_and_rejects_with_reasons(tmp_path):
     assert result.report.metrics["unverified"] == 1
     assert result.report.metrics["teacher_sample_accuracy"] == 0.5
     assert result.report.metrics["prompts_with_a_correct_sample"] == 1.0
+
+
+def test_reasoning_goes_into_the_assistant_turn_unless_switched_off():
+    row = {**_rollout("7"), "reasoning": "3 plus 4 is 7."}
+    assert assistant_turn(row, include_reasoning=True) == "<think>\n3 plus 4 is 7.\n</think>\n\n7"
+    assert assistant_turn(row, include_reasoning=False) == "7"
+    assert assistant_turn({**row, "reasoning": None}, include_reasoning=True) == "7"

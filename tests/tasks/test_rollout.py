@@ -2,11 +2,12 @@ import sqlite3
 
 import pytest
 
-import tasks.rollout as rollout_module
+import tasks.models as models_module
 from tasks.models import ModelRef, fingerprint_checkpoint
-from tasks.rollout import RolloutConfig, RolloutStore, missing_samples, rollout
+from tasks.rollout import RolloutConfig, RolloutStore, missing_samples, rollout, store_rows
 from tasks.schemas import REDACTED_PROMPTS
 from tasks.stage import read_dataset, write_dataset
+from tasks.teachers import Ask, Completion, SamplingConfig
 
 
 @pytest.fixture
@@ -33,8 +34,8 @@ def teacher(tiny_teacher):
     return ModelRef(path=str(tiny_teacher), fingerprint=fingerprint_checkpoint(tiny_teacher))
 
 
-REAL_GENERATE = rollout_module.generate
-CONFIG = RolloutConfig(samples_per_prompt=3, batch_size=2, max_new_tokens=4)
+REAL_GENERATE = models_module.generate
+CONFIG = RolloutConfig(samples_per_prompt=3, batch_size=2, sampling=SamplingConfig(max_new_tokens=4))
 
 
 class CountingGenerate:
@@ -56,33 +57,27 @@ def _stored(store_path) -> list[tuple]:
         return db.execute("SELECT prompt_id, sample_index, teacher FROM rollouts").fetchall()
 
 
-def test_store_keeps_the_first_write(tmp_path):
+def test_store_keeps_the_first_write_with_reasoning_and_logprobs(tmp_path):
     store = RolloutStore(tmp_path / "store.sqlite")
-    row = {
-        "prompt_id": "p",
-        "sample_index": 0,
-        "teacher": "t",
-        "completion": "first",
-        "finish_reason": "stop",
-        "prompt_tokens": 1,
-        "completion_tokens": 1,
-    }
-    store.add([row])
-    store.add([{**row, "completion": "second"}])
-    assert store.get("t", ["p"])[("p", 0)]["completion"] == "first"
+    first = Completion("7", "stop", 12, 3, reasoning="3 + 4 is 7", logprobs=[-0.5, -0.25, -0.125])
+    store.add(store_rows(Ask("p", "What is 3 + 4?", (0,)), [first], "t"))
+    store.add(store_rows(Ask("p", "What is 3 + 4?", (0,)), [Completion("8", "stop", 12, 1)], "t"))
+    stored = store.get("t", ["p"])[("p", 0)]
+    assert (stored["completion"], stored["reasoning"], stored["logprobs"]) == ("7", "3 + 4 is 7", [-0.5, -0.25, -0.125])
     assert missing_samples(["p", "q"], 2, store.get("t", ["p", "q"])) == {"p": [1], "q": [0, 1]}
+    assert store.get("other-teacher", ["p"]) == {}
 
 
 def test_a_crash_mid_run_costs_only_the_missing_samples(prompts, teacher, tmp_path, monkeypatch):
     store_path = tmp_path / "rollouts.sqlite"
     dying = CountingGenerate(fail_after=2)  # 2 batches of 2 prompts finish, then the teacher dies
-    monkeypatch.setattr(rollout_module, "generate", dying)
+    monkeypatch.setattr(models_module, "generate", dying)
     with pytest.raises(ConnectionError):
         rollout(CONFIG, teacher, prompts, store_path, tmp_path / "try1")
     assert len(_stored(store_path)) == 4 * 3  # every finished batch was committed before the crash
 
     resumed = CountingGenerate()
-    monkeypatch.setattr(rollout_module, "generate", resumed)
+    monkeypatch.setattr(models_module, "generate", resumed)
     result = rollout(CONFIG, teacher, prompts, store_path, tmp_path / "try2")
     assert resumed.samples == 2 * 3  # only the 2 prompts that never finished
     keys = _stored(store_path)
@@ -90,7 +85,7 @@ def test_a_crash_mid_run_costs_only_the_missing_samples(prompts, teacher, tmp_pa
     rows = read_dataset(result.rollouts)
     assert len(rows) == 6 * 3 and {r["prompt"] for r in rows} == {f"What is {i} + 1?" for i in range(6)}
     assert result.report.metrics["samples_from_store"] == 4 * 3
-    assert result.report.dropped == {"repeated_prompt": 1}
+    assert result.report.dropped == {"repeated_prompt": 1, "teacher_rejected": 0}
 
 
 def test_a_new_fingerprint_means_new_rollouts_and_more_samples_cost_only_the_new(
@@ -98,7 +93,7 @@ def test_a_new_fingerprint_means_new_rollouts_and_more_samples_cost_only_the_new
 ):
     store_path = tmp_path / "rollouts.sqlite"
     counter = CountingGenerate()
-    monkeypatch.setattr(rollout_module, "generate", counter)
+    monkeypatch.setattr(models_module, "generate", counter)
     rollout(CONFIG, teacher, prompts, store_path, tmp_path / "a")
     assert counter.samples == 6 * 3
 
@@ -107,7 +102,7 @@ def test_a_new_fingerprint_means_new_rollouts_and_more_samples_cost_only_the_new
     assert counter.samples == 6 * 2  # samples 3 and 4 only
 
     counter.samples = 0
-    hotter = CONFIG.model_copy(update={"temperature": 1.2})
+    hotter = CONFIG.model_copy(update={"sampling": SamplingConfig(max_new_tokens=4, temperature=1.2)})
     result = rollout(hotter, teacher, prompts, store_path, tmp_path / "c")
     assert counter.samples == 6 * 3  # a different teacher fingerprint never reuses the old samples
     assert len({r["teacher"] for r in read_dataset(result.rollouts)}) == 1
