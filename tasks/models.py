@@ -19,7 +19,6 @@ from pathlib import Path
 import torch
 from pydantic import BaseModel
 
-from tasks.stage import file_digest
 from tasks.teachers import Completion, chat_messages, split_reasoning
 
 EMBEDDED_TEACHER = "embedded"
@@ -97,6 +96,8 @@ def fingerprint_checkpoint(path: Path) -> str:
 
 def file_digest_many(paths: list[Path]) -> str:
     """One digest over several files (names and contents)."""
+    from tasks.stage import file_digest  # here, not at the top: vLLM's environment (no Prefect) imports this module
+
     sha = hashlib.sha256()
     for p in paths:
         sha.update(p.name.encode() + b"\0" + file_digest(p).encode())

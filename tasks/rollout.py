@@ -16,6 +16,7 @@ import hashlib
 import json
 import sqlite3
 import time
+from contextlib import closing
 from pathlib import Path
 
 from prefect import task
@@ -234,7 +235,8 @@ def rollout(config: RolloutConfig, teacher: ModelRef, prompts: DatasetRef, store
 
             if todo:
                 asks = [Ask(pid, by_id[pid]["prompt"], tuple(indices)) for pid, indices in todo.items()]
-                make_teacher(config, teacher).sample(asks, on_done, on_rejected)
+                with closing(make_teacher(config, teacher)) as backend:
+                    backend.sample(asks, on_done, on_rejected)
             stored = store.get(fingerprint, list(by_id))
         finally:
             store.close()

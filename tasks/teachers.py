@@ -138,6 +138,9 @@ class LocalTeacher:
             for ask, completions in zip(batch, answers, strict=True):
                 on_done(ask, completions)
 
+    def close(self) -> None:
+        del self.model
+
 
 # ----------------------------------------------------------------------------- OpenAI-compatible server
 class ServerConfig(BaseModel):
@@ -240,6 +243,9 @@ class OpenAITeacher:
     def sample(self, asks: list[Ask], on_done: OnDone, on_rejected: OnRejected) -> None:
         asyncio.run(self._sample(asks, on_done, on_rejected))
 
+    def close(self) -> None:
+        pass  # each sample() opens and closes its own connections
+
     async def _sample(self, asks: list[Ask], on_done: OnDone, on_rejected: OnRejected) -> None:
         import httpx
 
@@ -338,6 +344,10 @@ class VLLMTeacher:
             outputs = self.llm.chat(messages, params, use_tqdm=False)
             for ask, output in zip(batch, outputs, strict=True):
                 on_done(ask, [_vllm_completion(o, len(output.prompt_token_ids)) for o in output.outputs])
+
+    def close(self) -> None:
+        """Stop the engine processes and free the GPU now, not at interpreter exit."""
+        self.llm.llm_engine.engine_core.shutdown()
 
 
 def _vllm_completion(output, prompt_tokens: int) -> Completion:

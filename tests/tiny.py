@@ -4,7 +4,8 @@ from pathlib import Path
 
 
 def build_tiny_teacher(out_dir: Path, layers: int = 4, seed: int = 0) -> Path:
-    """Llama-shaped, hidden 64 (AWQ group 32 divides it), saved with the fixed SmolLM2 tokenizer."""
+    """Llama-shaped: hidden 128 (AWQ's group 32 divides it), 2 heads of 64 (a width vLLM's CPU attention
+    kernels support), saved with the fixed SmolLM2 tokenizer."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -14,11 +15,11 @@ def build_tiny_teacher(out_dir: Path, layers: int = 4, seed: int = 0) -> Path:
     torch.manual_seed(seed)
     config = LlamaConfig(
         vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
+        hidden_size=128,
+        intermediate_size=256,
         num_hidden_layers=layers,
-        num_attention_heads=4,
-        num_key_value_heads=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
         max_position_embeddings=512,
         tie_word_embeddings=True,
         bos_token_id=tokenizer.bos_token_id,

@@ -107,3 +107,17 @@ def test_a_new_fingerprint_means_new_rollouts_and_more_samples_cost_only_the_new
     assert counter.samples == 6 * 3  # a different teacher fingerprint never reuses the old samples
     assert len({r["teacher"] for r in read_dataset(result.rollouts)}) == 1
     assert len({t for _, _, t in _stored(store_path)}) == 2
+
+
+def test_the_api_key_comes_from_a_prefect_secret_block_before_the_environment(prefect_server, monkeypatch):
+    from prefect.blocks.system import Secret
+
+    from tasks.teachers import ServerConfig, resolve_api_key
+
+    Secret(value="sk-from-block").save("teacher-key", overwrite=True)
+    monkeypatch.setenv("TEACHER_KEY", "sk-from-env")
+    assert (
+        resolve_api_key(ServerConfig(api_key_env="TEACHER_KEY", api_key_secret_block="teacher-key")) == "sk-from-block"
+    )
+    assert resolve_api_key(ServerConfig(api_key_env="TEACHER_KEY")) == "sk-from-env"
+    assert resolve_api_key(ServerConfig(api_key_env=None)) is None
