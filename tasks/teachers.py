@@ -313,7 +313,13 @@ class VLLMTeacher:
     """vLLM's `LLM.chat` with `SamplingParams(n=…)`; imported only when chosen."""
 
     def __init__(self, model_path: str, vllm: VLLMConfig, sampling: SamplingConfig, batch_size: int, seed: int):
-        from vllm import LLM
+        try:
+            from vllm import LLM
+        except ImportError as e:
+            raise ImportError(
+                "rollout.backend 'vllm' needs vLLM in the environment the rollout runs in (a GPU worker; on CPU, "
+                "`make vllm-env`); or serve the teacher with vLLM's API server and use rollout.backend 'openai'"
+            ) from e
 
         self.llm = LLM(
             model=model_path,

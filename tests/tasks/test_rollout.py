@@ -1,3 +1,4 @@
+import importlib.util
 import sqlite3
 
 import pytest
@@ -121,3 +122,10 @@ def test_the_api_key_comes_from_a_prefect_secret_block_before_the_environment(pr
     )
     assert resolve_api_key(ServerConfig(api_key_env="TEACHER_KEY")) == "sk-from-env"
     assert resolve_api_key(ServerConfig(api_key_env=None)) is None
+
+
+def test_the_vllm_backend_without_vllm_says_what_to_do(prompts, teacher, tmp_path):
+    if importlib.util.find_spec("vllm"):
+        pytest.skip("vLLM is installed here")  # our environment has none by design
+    with pytest.raises(ImportError, match="rollout.backend 'vllm' needs vLLM"):
+        rollout(CONFIG.model_copy(update={"backend": "vllm"}), teacher, prompts, tmp_path / "s.sqlite", tmp_path)
