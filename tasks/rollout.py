@@ -117,6 +117,9 @@ class RolloutStore:
             " reasoning TEXT, finish_reason TEXT, prompt_tokens INTEGER, completion_tokens INTEGER, logprobs TEXT,"
             " created_at REAL, PRIMARY KEY (prompt_id, sample_index, teacher))"
         )
+        found = tuple(row[1] for row in self.db.execute("PRAGMA table_info(rollouts)"))
+        if found != (*self.COLUMNS, "created_at"):
+            raise RuntimeError(f"rollout store {path} has columns {found}, not {self.COLUMNS}: move it aside")
 
     def add(self, rows: list[dict]) -> None:
         """Store finished samples; a key already present is kept as it was (first write wins)."""

@@ -129,3 +129,17 @@ def test_the_vllm_backend_without_vllm_says_what_to_do(prompts, teacher, tmp_pat
         pytest.skip("vLLM is installed here")  # our environment has none by design
     with pytest.raises(ImportError, match="rollout.backend 'vllm' needs vLLM"):
         rollout(CONFIG.model_copy(update={"backend": "vllm"}), teacher, prompts, tmp_path / "s.sqlite", tmp_path)
+
+
+def test_local_backend_keeps_a_logprob_per_generated_token(prompts, teacher, tmp_path):
+    config = CONFIG.model_copy(update={"sampling": SamplingConfig(max_new_tokens=4, logprobs=0)})
+    rows = read_dataset(rollout(config, teacher, prompts, tmp_path / "s.sqlite", tmp_path).rollouts)
+    assert rows and all(len(r["logprobs"]) == r["completion_tokens"] > 0 for r in rows)
+    assert all(lp <= 0 for r in rows for lp in r["logprobs"])
+
+
+def test_a_store_with_another_layout_is_refused_not_misread(tmp_path):
+    with sqlite3.connect(tmp_path / "old.sqlite") as db:
+        db.execute("CREATE TABLE rollouts (prompt_id TEXT, sample_index INTEGER, teacher TEXT, completion TEXT)")
+    with pytest.raises(RuntimeError, match="move it aside"):
+        RolloutStore(tmp_path / "old.sqlite")
