@@ -254,12 +254,12 @@ class OpenAITeacher:
         async with httpx.AsyncClient(base_url=self.server.base_url, headers=self.headers, timeout=timeout) as client:
 
             async def one(ask: Ask) -> None:
-                async with slots:
+                async with slots:  # the answer is handed over (committed) before the slot is freed
                     outcome = await self._post(client, self.request_body(ask))
-                if isinstance(outcome, str):
-                    on_rejected(ask, outcome)
-                else:
-                    on_done(ask, parse_choices(outcome))
+                    if isinstance(outcome, str):
+                        on_rejected(ask, outcome)
+                    else:
+                        on_done(ask, parse_choices(outcome))
 
             await asyncio.gather(*(one(ask) for ask in asks))
 
@@ -280,10 +280,9 @@ class OpenAITeacher:
                     return f"HTTP {response.status_code}: {server_message(response)}"
                 failure = f"HTTP {response.status_code}: {server_message(response)}"
                 wait = retry_after_s(response.headers.get("retry-after"))
-            if attempt == self.server.max_retries:
-                raise TeacherUnavailable(f"{self.server.base_url} after {attempt + 1} attempts: {failure}")
-            await asyncio.sleep(wait if wait is not None else backoff_s(self.server, attempt, self.rng))
-        raise AssertionError("unreachable")
+            if attempt < self.server.max_retries:
+                await asyncio.sleep(wait if wait is not None else backoff_s(self.server, attempt, self.rng))
+        raise TeacherUnavailable(f"{self.server.base_url} after {self.server.max_retries + 1} attempts: {failure}")
 
 
 def resolve_api_key(server: ServerConfig) -> str | None:
