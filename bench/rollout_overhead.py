@@ -84,9 +84,10 @@ def bare_server(base_url: str, prompts: list[str], config: RolloutConfig) -> tup
     return time.perf_counter() - start, tokens
 
 
-def ours(config: RolloutConfig, teacher, prompts_ref, scratch: Path, tag: str) -> tuple[float, int]:
+def ours(config: RolloutConfig, teacher, prompts_ref, scratch: Path) -> tuple[float, int]:
+    fresh = Path(tempfile.mkdtemp(dir=scratch))  # an empty store: everything is generated
     start = time.perf_counter()
-    result = rollout(config, teacher, prompts_ref, scratch / f"{tag}.sqlite", scratch / tag)  # fresh store
+    result = rollout(config, teacher, prompts_ref, fresh / "rollouts.sqlite", fresh)
     return time.perf_counter() - start, int(result.report.metrics["completion_tokens_generated"])
 
 
@@ -109,11 +110,10 @@ def main(n_prompts: int = 16) -> None:
     print(f"{n_prompts} prompts x {N} samples, {MAX_NEW} new tokens; seconds, best of 2")
     print(f"{'backend':<8}{'bare':>10}{'ours':>10}{'overhead':>12}{'tok bare':>10}{'tok ours':>10}")
     local = RolloutConfig(samples_per_prompt=N, sampling=sampling)
-    runs = iter(range(100))
     compare(
         "local",
         lambda: bare_local(teacher, prompts, local),
-        lambda: ours(local, teacher, prompts_ref, scratch, f"l{next(runs)}"),
+        lambda: ours(local, teacher, prompts_ref, scratch),
     )
     if not vllm_python().exists():
         print("server  (skipped: no .venv-vllm; `make vllm-env`)")
@@ -130,7 +130,7 @@ def main(n_prompts: int = 16) -> None:
         compare(
             "server",
             lambda: bare_server(server.base_url, prompts, remote),
-            lambda: ours(remote, teacher, prompts_ref, scratch, f"s{next(runs)}"),
+            lambda: ours(remote, teacher, prompts_ref, scratch),
         )
     finally:
         server.stop()

@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from prefect import flow
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
+from tasks.config import Config
 from tasks.dedup import DedupConfig, dedup_rollouts
 from tasks.evaluate import EvaluateConfig, ModelScore, evaluate_models
 from tasks.export import ExportConfig, GateConfig, Promotion, export_student, promote_student
@@ -19,10 +20,8 @@ from tasks.train import TrainConfig, train_student
 from tasks.verify import VerifyConfig
 
 
-class DistillConfig(BaseModel):
+class DistillConfig(Config):
     """Everything one distillation run needs; the defaults run the CPU demo."""
-
-    model_config = ConfigDict(extra="forbid")
 
     work_dir: Path = Field(Path(".redistill"), description="Datasets, models, the rollout store and local MLflow.")
     run_name: str | None = Field(None, description="MLflow run name (default: MLflow picks one).")

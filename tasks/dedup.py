@@ -19,10 +19,10 @@ from datasketch import MinHash, MinHashLSH
 from prefect import task
 from pydantic import Field
 
+from tasks.config import Config
 from tasks.schemas import ROLLOUTS
 from tasks.stage import (
     STAGE_CACHE,
-    Config,
     DatasetRef,
     StageReport,
     StageResult,

@@ -14,11 +14,11 @@ from pathlib import Path
 from prefect import task
 from pydantic import BaseModel, Field
 
+from tasks.config import Config
 from tasks.models import ModelRef, generate, load_merged, load_model, parameter_count, size_mb, timed_generate
 from tasks.schemas import ANSWERS
 from tasks.stage import (
     STAGE_CACHE,
-    Config,
     DatasetRef,
     Progress,
     StageReport,

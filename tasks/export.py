@@ -15,8 +15,9 @@ from pathlib import Path
 from prefect import task
 from pydantic import BaseModel, Field
 
+from tasks.config import Config
 from tasks.models import ModelRef, fingerprint_checkpoint, load_merged, load_model, size_mb, timed_generate
-from tasks.stage import STAGE_CACHE, Config, DatasetRef, StageReport, StageResult, Timer, log, read_dataset, stage_dir
+from tasks.stage import STAGE_CACHE, DatasetRef, StageReport, StageResult, Timer, log, read_dataset, stage_dir
 from tasks.tracking import Run, log_directory, log_markdown, register_version, set_alias
 
 

@@ -18,10 +18,10 @@ from pathlib import Path
 from prefect import task
 from pydantic import Field
 
+from tasks.config import Config
 from tasks.schemas import ROLLOUTS, TRAINING_ROWS
 from tasks.stage import (
     STAGE_CACHE,
-    Config,
     DatasetRef,
     StageReport,
     StageResult,

@@ -18,10 +18,10 @@ import regex
 from prefect import task
 from pydantic import Field
 
+from tasks.config import Config
 from tasks.schemas import QUARANTINE, REDACTED_PROMPTS
 from tasks.stage import (
     STAGE_CACHE,
-    Config,
     DatasetRef,
     Progress,
     StageReport,

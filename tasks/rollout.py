@@ -16,18 +16,18 @@ import hashlib
 import json
 import sqlite3
 import time
-from contextlib import closing
+from contextlib import closing, contextmanager
 from pathlib import Path
 
 from prefect import task
 from prefect.tasks import exponential_backoff
 from pydantic import Field
 
+from tasks.config import Config
 from tasks.models import EMBEDDED_TEACHER, ModelRef, resolve_model
 from tasks.schemas import REJECTED_PROMPTS, ROLLOUTS
 from tasks.stage import (
     STAGE_CACHE,
-    Config,
     DatasetRef,
     Progress,
     StageReport,
@@ -190,7 +190,16 @@ class Spend:
 
     def __init__(self, config: RolloutConfig):
         self.config, self.requests, self.samples, self.prompt_tokens, self.completion_tokens = config, 0, 0, 0, 0
-        self.start = time.perf_counter()
+        self.seconds = 0.0
+
+    @contextmanager
+    def sampling(self):
+        """Time the teacher's sampling (not its model load) for tokens/s."""
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds += time.perf_counter() - start
 
     def add(self, completions: list[Completion]) -> None:
         self.requests += 1
@@ -205,13 +214,12 @@ class Spend:
         ) / 1e6
 
     def metrics(self) -> dict[str, float]:
-        seconds = time.perf_counter() - self.start
         return {
             "requests_sent": self.requests,
             "samples_generated": self.samples,
             "prompt_tokens_sent": self.prompt_tokens,
             "completion_tokens_generated": self.completion_tokens,
-            "tokens_per_s": self.completion_tokens / seconds if self.samples else 0.0,
+            "tokens_per_s": self.completion_tokens / self.seconds if self.seconds else 0.0,
             "cost_usd_this_run": self.cost(self.prompt_tokens, self.completion_tokens),
         }
 
@@ -238,7 +246,7 @@ def rollout(config: RolloutConfig, teacher: ModelRef, prompts: DatasetRef, store
 
             if todo:
                 asks = [Ask(pid, by_id[pid]["prompt"], tuple(indices)) for pid, indices in todo.items()]
-                with closing(make_teacher(config, teacher)) as backend:
+                with closing(make_teacher(config, teacher)) as backend, spend.sampling():
                     backend.sample(asks, on_done, on_rejected)
             stored = store.get(fingerprint, list(by_id))
         finally:

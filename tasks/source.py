@@ -22,10 +22,10 @@ import pyarrow.parquet as pq
 from prefect import task
 from pydantic import Field
 
+from tasks.config import Config
 from tasks.schemas import PROMPTS, QUARANTINE
 from tasks.stage import (
     STAGE_CACHE,
-    Config,
     DatasetRef,
     StageReport,
     StageResult,

@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from prefect.cache_policies import INPUTS, CachePolicy
 from prefect.utilities.hashing import hash_objects
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
 
 
 def log(message: str) -> None:
@@ -38,13 +38,6 @@ def log(message: str) -> None:
         get_run_logger().info(message)
     except MissingContextError:
         logging.getLogger("redistill").info(message)
-
-
-class Config(BaseModel):
-    """Base of every config section: an unknown key is an error, not silently ignored (a typo in a YAML
-    file would otherwise run with the default)."""
-
-    model_config = ConfigDict(extra="forbid")
 
 
 # ----------------------------------------------------------------------------- datasets on disk

@@ -23,15 +23,15 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from tasks.config import Config
 
 Backend = Literal["local", "openai", "vllm"]
 
 
-class SamplingConfig(BaseModel):
+class SamplingConfig(Config):
     """How the teacher samples: everything that, changed, makes its answers not comparable."""
-
-    model_config = ConfigDict(extra="forbid")  # a typo is an error, not a silent default
 
     system_prompt: str | None = Field(None, description="System message for the teacher; none uses the template's.")
     temperature: float = Field(0.7, gt=0, description="Sampling temperature.")
@@ -143,10 +143,8 @@ class LocalTeacher:
 
 
 # ----------------------------------------------------------------------------- OpenAI-compatible server
-class ServerConfig(BaseModel):
+class ServerConfig(Config):
     """Where an OpenAI-compatible teacher lives and how patiently it is asked."""
-
-    model_config = ConfigDict(extra="forbid")  # a typo is an error, not a silent default
 
     base_url: str = Field("http://127.0.0.1:8000/v1", description="The server's /v1 root.")
     model: str = Field(
@@ -297,10 +295,8 @@ def resolve_api_key(server: ServerConfig) -> str | None:
 
 
 # ----------------------------------------------------------------------------- vLLM (offline engine)
-class VLLMConfig(BaseModel):
+class VLLMConfig(Config):
     """vLLM's offline engine, for GPU workers (its CPU build runs the tests)."""
-
-    model_config = ConfigDict(extra="forbid")  # a typo is an error, not a silent default
 
     tensor_parallel_size: int = Field(1, ge=1, description="GPUs the teacher is sharded over.")
     gpu_memory_utilization: float = Field(0.9, gt=0, le=1, description="Share of GPU memory vLLM may take.")

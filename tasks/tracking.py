@@ -18,7 +18,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field, SecretStr
 
-from tasks.stage import Config, DatasetRef, StageResult
+from tasks.config import Config
+from tasks.stage import DatasetRef, StageResult
 
 EXPERIMENT = "redistill"
 

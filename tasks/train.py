@@ -17,10 +17,10 @@ from typing import Literal
 from prefect import task
 from pydantic import Field
 
+from tasks.config import Config
 from tasks.models import ModelRef, fingerprint_checkpoint
 from tasks.stage import (
     STAGE_CACHE,
-    Config,
     DatasetRef,
     StageReport,
     StageResult,

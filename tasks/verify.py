@@ -11,15 +11,15 @@ import re
 from collections import defaultdict
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from tasks.config import Config
 
 Method = Literal["contains", "contains_case", "number", "label"]
 
 
-class VerifyConfig(BaseModel):
+class VerifyConfig(Config):
     """How answers are checked, per slice. Slices not listed are kept unverified (and counted)."""
-
-    model_config = ConfigDict(extra="forbid")
 
     by_slice: dict[str, Method] = Field(
         default={"capitals": "contains", "uppercase": "contains_case", "sentiment": "label", "arithmetic": "number"},
