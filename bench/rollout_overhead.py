@@ -17,23 +17,26 @@ from pathlib import Path
 from _setup import demo_prompts, embedded_teacher
 
 from infra.local import VLLMServer, vllm_python
-from tasks.models import chat_prompts, load_model
-from tasks.rollout import RolloutConfig, prompt_id, rollout
-from tasks.stage import read_dataset
-from tasks.teachers import Ask, SamplingConfig, ServerConfig, by_missing_count, chat_messages, request_seed
+from tasks.llm.config import LLMConfig, SamplingConfig, ServerConfig
+from tasks.llm.local import chat_prompts
+from tasks.llm.store import open_store
+from tasks.llm.types import Request, by_missing_count, chat_messages, request_seed
+from tasks.models import load_model
+from tasks.rollout import RolloutConfig, rollout
+from tasks.stage import prompt_id, read_dataset
 
 N, MAX_NEW = 4, 32
 
 
-def bare_local(teacher, prompts: list[str], config: RolloutConfig) -> tuple[float, int]:
+def bare_local(checkpoint, prompts: list[str], config: LLMConfig) -> tuple[float, int]:
     import torch
 
     start, tokens = time.perf_counter(), 0
-    model, tokenizer = load_model(teacher.path)
-    asks = [Ask(prompt_id(p), p, tuple(range(N))) for p in prompts]
+    model, tokenizer = load_model(checkpoint.uri)
+    requests = [Request(prompt_id(p), p, tuple(range(N))) for p in prompts]
     end = tokenizer.convert_tokens_to_ids("<|im_end|>")
-    for n, batch in by_missing_count(asks, config.batch_size):
-        torch.manual_seed(request_seed(config.seed, batch[0].prompt_id))
+    for n, batch in by_missing_count(requests, config.batch_size):
+        torch.manual_seed(request_seed(config.seed, batch[0].id))
         texts = chat_prompts(tokenizer, [a.prompt for a in batch], None)
         encoded = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
         with torch.no_grad():
@@ -52,7 +55,7 @@ def bare_local(teacher, prompts: list[str], config: RolloutConfig) -> tuple[floa
     return time.perf_counter() - start, tokens
 
 
-def bare_server(base_url: str, prompts: list[str], config: RolloutConfig) -> tuple[float, int]:
+def bare_server(base_url: str, prompts: list[str], config: LLMConfig) -> tuple[float, int]:
     import httpx
 
     tokens = 0
@@ -84,10 +87,12 @@ def bare_server(base_url: str, prompts: list[str], config: RolloutConfig) -> tup
     return time.perf_counter() - start, tokens
 
 
-def ours(config: RolloutConfig, teacher, prompts_ref, scratch: Path) -> tuple[float, int]:
+def ours(teacher: LLMConfig, checkpoint, prompts_ref, scratch: Path) -> tuple[float, int]:
     fresh = Path(tempfile.mkdtemp(dir=scratch))  # an empty store: everything is generated
     start = time.perf_counter()
-    result = rollout(config, teacher, prompts_ref, fresh / "rollouts.sqlite", fresh)
+    store = open_store(str(fresh / "requests.sqlite"))
+    result = rollout(RolloutConfig(samples_per_prompt=N), teacher, checkpoint, prompts_ref, store, str(fresh))
+    store.close()
     return time.perf_counter() - start, int(result.report.metrics["completion_tokens_generated"])
 
 
@@ -103,34 +108,31 @@ def compare(name: str, bare, mine) -> None:
 
 def main(n_prompts: int = 16) -> None:
     scratch = Path(tempfile.mkdtemp(prefix="rollout-overhead-"))
-    teacher = embedded_teacher()
+    checkpoint = embedded_teacher()
     prompts_ref = demo_prompts(n_prompts, scratch / "prompts.parquet")
     prompts = [r["prompt"] for r in read_dataset(prompts_ref)]
     sampling = SamplingConfig(max_new_tokens=MAX_NEW)
     print(f"{n_prompts} prompts x {N} samples, {MAX_NEW} new tokens; seconds, best of 2")
     print(f"{'backend':<8}{'bare':>10}{'ours':>10}{'overhead':>12}{'tok bare':>10}{'tok ours':>10}")
-    local = RolloutConfig(samples_per_prompt=N, sampling=sampling)
+    local = LLMConfig(sampling=sampling)
     compare(
         "local",
-        lambda: bare_local(teacher, prompts, local),
-        lambda: ours(local, teacher, prompts_ref, scratch),
+        lambda: bare_local(checkpoint, prompts, local),
+        lambda: ours(local, checkpoint, prompts_ref, scratch),
     )
     if not vllm_python().exists():
         print("server  (skipped: no .venv-vllm; `make vllm-env`)")
         return
-    server = VLLMServer(Path(teacher.path), scratch / "vllm").start()
+    server = VLLMServer(Path(checkpoint.uri), scratch / "vllm").start()
     try:
-        remote = RolloutConfig(
-            backend="openai",
-            samples_per_prompt=N,
-            sampling=sampling,
-            server=ServerConfig(base_url=server.base_url, model="teacher"),
+        remote = LLMConfig(
+            backend="openai", model="teacher", sampling=sampling, server=ServerConfig(base_url=server.base_url)
         )
         bare_server(server.base_url, prompts, remote)  # warm the server up
         compare(
             "server",
             lambda: bare_server(server.base_url, prompts, remote),
-            lambda: ours(remote, teacher, prompts_ref, scratch),
+            lambda: ours(remote, None, prompts_ref, scratch),
         )
     finally:
         server.stop()

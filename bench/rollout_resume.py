@@ -22,9 +22,11 @@ from pathlib import Path
 from _setup import ROOT, demo_prompts, embedded_teacher
 
 from infra.local import VLLMServer
-from tasks.models import ModelRef
-from tasks.rollout import RolloutConfig, prompt_id, rollout
-from tasks.stage import DatasetRef
+from tasks.llm.config import LLMConfig
+from tasks.llm.store import open_store
+from tasks.refs import DatasetRef
+from tasks.rollout import RolloutConfig, rollout
+from tasks.stage import prompt_id
 from tests.proxy import CountingProxy
 
 N = 4
@@ -34,36 +36,36 @@ def committed(store: Path) -> set[tuple[str, int]]:
     if not store.exists():
         return set()
     with sqlite3.connect(store) as db:
-        return set(db.execute("SELECT prompt_id, sample_index FROM rollouts"))
+        return set(db.execute("SELECT request_id, sample_index FROM requests WHERE purpose = 'rollout'"))
 
 
 def child(args: dict) -> None:
     rollout(
-        RolloutConfig.model_validate(args["config"]),
-        ModelRef.model_validate(args["teacher"]),
+        RolloutConfig(samples_per_prompt=N),
+        LLMConfig.model_validate(args["teacher"]),
+        None,
         DatasetRef.model_validate(args["prompts"]),
-        Path(args["store"]),
-        Path(args["out"]),
+        open_store(args["store"]),
+        args["out"],
     )
 
 
 def main(n_prompts: int = 96) -> None:
     scratch = Path(tempfile.mkdtemp(prefix="rollout-resume-"))
-    teacher = embedded_teacher()
+    checkpoint = embedded_teacher()
     prompts = demo_prompts(n_prompts, scratch / "prompts.parquet")
-    server = VLLMServer(Path(teacher.path), scratch / "vllm").start()
+    server = VLLMServer(Path(checkpoint.uri), scratch / "vllm").start()
     proxy = CountingProxy(server.base_url.removesuffix("/v1"))
     try:
-        config = RolloutConfig(
+        teacher = LLMConfig(
             backend="openai",
-            samples_per_prompt=N,
-            server={"base_url": proxy.base_url, "model": "teacher", "max_concurrency": 8},
+            model="teacher",
+            server={"base_url": proxy.base_url, "max_concurrency": 8},
             sampling={"max_new_tokens": 32},
         )
-        store = scratch / "rollouts.sqlite"
+        store = scratch / "requests.sqlite"
         args = {
-            "config": config.model_dump(mode="json"),
-            "teacher": teacher.model_dump(),
+            "teacher": teacher.model_dump(mode="json"),
             "prompts": prompts.model_dump(),
             "store": str(store),
             "out": str(scratch / "first"),
@@ -82,7 +84,9 @@ def main(n_prompts: int = 96) -> None:
         time.sleep(3)  # the server still answers what the dead process had in flight: count those as before
         answered_before = proxy.answered(200)
 
-        rollout(config, teacher, prompts, store, scratch / "second")
+        rollout(
+            RolloutConfig(samples_per_prompt=N), teacher, None, prompts, open_store(str(store)), str(scratch / "second")
+        )
         answered_after = proxy.answered(200) - answered_before
         finished_ids = {pid for pid, _ in before_kill}
         regenerated = sum(N for p in answered_after.elements() if prompt_id(p) in finished_ids)

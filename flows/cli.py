@@ -56,10 +56,12 @@ def render_summary(summary) -> str:
     lines += ["", f"{'model':<12}{'params(M)':>10}{'size(MB)':>10}{'latency(s)':>12}{'tokens/s':>10}"]
     for m in models:
         s = summary.scores[m]
-        lines.append(f"{m:<12}{s.params / 1e6:>10.1f}{s.size_mb:>10.0f}{s.latency_s:>12.2f}{s.tokens_per_s:>10.1f}")
+        params = f"{s.params / 1e6:>10.1f}" if s.params is not None else f"{'served':>10}"
+        size = f"{s.size_mb:>10.0f}" if s.size_mb is not None else f"{'':>10}"
+        lines.append(f"{m:<12}{params}{size}{s.latency_s:>12.2f}{s.tokens_per_s:>10.1f}")
     p = summary.promotion
     lines += [
-        f"{'exported':<12}{'':>10}{summary.exported_mb:>10.0f}   {summary.exported_path}",
+        f"{'exported':<12}{'':>10}{summary.exported_mb:>10.0f}   {summary.exported_uri}",
         "",
         f"gate: {p.registered_model} version {p.version}, {p.reason}",
         f"MLflow run {summary.mlflow_run_id} at {summary.tracking_uri}",

@@ -2,35 +2,47 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from prefect import flow
 from pydantic import BaseModel, Field
 
 from tasks.config import Config
 from tasks.dedup import DedupConfig, dedup_rollouts
 from tasks.evaluate import EvaluateConfig, ModelScore, evaluate_models
-from tasks.export import ExportConfig, GateConfig, Promotion, export_student, promote_student
+from tasks.export import ExportConfig, export_student
 from tasks.filter import FilterConfig, filter_rollouts
+from tasks.gate import GateConfig, Promotion, promote_student
+from tasks.llm.config import LLMConfig
+from tasks.llm.store import default_store_url
 from tasks.redact import RedactConfig, redact_prompts
-from tasks.rollout import RolloutConfig, prepare_teacher, rollout_teacher
+from tasks.rollout import RolloutConfig, rollout_teacher
 from tasks.source import SourceConfig, log_digest, source_prompts
+from tasks.storage import canonical
+from tasks.student import StudentConfig, prepare_student
+from tasks.teacher import prepare_teacher
 from tasks.tracking import TrackingConfig, flat_params, log_stage, tracked_run
 from tasks.train import TrainConfig, train_student
-from tasks.verify import VerifyConfig
+from tasks.verifiers import VerifyConfig, with_labels
+from tasks.verify import verify_rollouts
 
 
 class DistillConfig(Config):
     """Everything one distillation run needs; the defaults run the CPU demo."""
 
-    work_dir: Path = Field(Path(".redistill"), description="Datasets, models, the rollout store and local MLflow.")
+    work_dir: str = Field(".redistill", description="Where datasets and models go: a folder or a URI (file://, ...).")
+    request_store: str | None = Field(
+        None,
+        description="The durable LLM request store: a SQLite path, or `postgresql://…` shared by many workers; "
+        "none: `<work_dir>/llm/requests.sqlite`.",
+    )
     run_name: str | None = Field(None, description="MLflow run name (default: MLflow picks one).")
+    teacher: LLMConfig = LLMConfig()
+    student: StudentConfig = StudentConfig()
     source: SourceConfig = SourceConfig()
     redact: RedactConfig = RedactConfig()
     rollout: RolloutConfig = RolloutConfig()
     dedup: DedupConfig = DedupConfig()
-    filter: FilterConfig = FilterConfig()
     verify: VerifyConfig = VerifyConfig()
+    filter: FilterConfig = FilterConfig()
     train: TrainConfig = TrainConfig()
     evaluate: EvaluateConfig = EvaluateConfig()
     export: ExportConfig = ExportConfig()
@@ -43,7 +55,7 @@ class DistillSummary(BaseModel):
 
     scores: dict[str, ModelScore]
     transfer_ratio: dict[str, float]
-    exported_path: str
+    exported_uri: str
     exported_mb: float
     promotion: Promotion
     mlflow_run_id: str
@@ -54,30 +66,44 @@ class DistillSummary(BaseModel):
 @flow(name="distill")
 def distill(config: DistillConfig = DistillConfig()) -> DistillSummary:
     """Distil the teacher into a smaller, quantized student from a prompt log."""
-    work, cfg = config.work_dir.resolve(), config
+    cfg, work = config, canonical(config.work_dir)
+    store = cfg.request_store or default_store_url(work)
     with tracked_run(cfg.tracking, work, flat_params(cfg), cfg.run_name) as run:
-        sourced = log_stage(run, source_prompts(cfg.source, log_digest(cfg.source.path), work))
+        label_slices = cfg.verify.slices_needing_labels()
+        sourced = log_stage(run, source_prompts(cfg.source, label_slices, log_digest(cfg.source.path), work))
+        verify = with_labels(cfg.verify, sourced.labels)
         redacted = log_stage(
-            run, redact_prompts(cfg.redact, sourced.prompts, sourced.quarantine, work), artifacts=["quarantine"]
+            run,
+            redact_prompts(cfg.redact, sourced.train_prompts, sourced.eval_prompts, sourced.quarantine, work),
+            artifacts=["quarantine"],
         )
-        teacher = prepare_teacher(cfg.rollout, work)
-        rollouts = log_stage(run, rollout_teacher(cfg.rollout, teacher, redacted.prompts, work))
-        unique = log_stage(run, dedup_rollouts(cfg.dedup, rollouts.rollouts, redacted.prompts, work))
-        kept = log_stage(run, filter_rollouts(cfg.filter, cfg.verify, unique.rollouts, work))
-        trained = log_stage(run, train_student(cfg.train, teacher, kept.rows, work))
+        teacher = prepare_teacher(cfg.teacher, work)
+        rollouts = log_stage(
+            run, rollout_teacher(cfg.rollout, cfg.teacher, teacher, redacted.train_prompts, store, work)
+        )
+        unique = log_stage(run, dedup_rollouts(cfg.dedup, rollouts.rollouts, redacted.eval_prompts, work))
+        verdicts = log_stage(run, verify_rollouts(verify, unique.rollouts, work))
+        kept = log_stage(run, filter_rollouts(cfg.filter, unique.rollouts, verdicts.verdicts, work))
+        base = prepare_student(cfg.student, teacher, work)
+        trained = log_stage(run, train_student(cfg.train, base, kept.rows, work))
         scored = log_stage(
             run,
-            evaluate_models(cfg.evaluate, cfg.verify, teacher, trained.base, trained.adapter, redacted.prompts, work),
+            evaluate_models(
+                cfg.evaluate, verify, cfg.teacher, teacher, base, trained.adapter, redacted.eval_prompts, store, work
+            ),
         )
         exported = log_stage(
-            run, export_student(cfg.export, trained.base, trained.adapter, kept.rows, redacted.prompts, work)
+            run, export_student(cfg.export, verify, base, trained.adapter, kept.rows, redacted.eval_prompts, work)
         )
-        promotion = promote_student(cfg.gate, run, exported, scored.transfer_ratio())
-    stages = (sourced, redacted, rollouts, unique, kept, trained, scored, exported)
+        tags = {"check_passed": str(exported.check_passed), "quantized": str(exported.quantized)}
+        promotion = promote_student(
+            cfg.gate, run, exported.model.uri, tags, scored.transfer_ratio(), exported.check_passed
+        )
+    stages = (sourced, redacted, rollouts, unique, verdicts, kept, trained, scored, exported)
     return DistillSummary(
         scores=scored.scores,
         transfer_ratio={name: scored.transfer_ratio(name) for name in scored.scores["teacher"].accuracy},
-        exported_path=exported.model.path,
+        exported_uri=exported.model.uri,
         exported_mb=exported.report.metrics["exported_mb"],
         promotion=promotion,
         mlflow_run_id=run.run_id,

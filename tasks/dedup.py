@@ -13,17 +13,17 @@ Rejected rows keep the id of the row they duplicate (`near_duplicate:<prompt_id>
 from __future__ import annotations
 
 import hashlib
-from pathlib import Path
 
 from datasketch import MinHash, MinHashLSH
 from prefect import task
 from pydantic import Field
 
+from tasks import storage
+from tasks.cache import STAGE_CACHE, stage_uri
 from tasks.config import Config
+from tasks.refs import DatasetRef
 from tasks.schemas import ROLLOUTS
 from tasks.stage import (
-    STAGE_CACHE,
-    DatasetRef,
     StageReport,
     StageResult,
     Timer,
@@ -31,7 +31,6 @@ from tasks.stage import (
     normalize_text,
     partition,
     read_dataset,
-    stage_dir,
     with_reason,
     write_dataset,
 )
@@ -114,10 +113,10 @@ def dedup_rows(rows: list[dict], eval_prompts: list[str], config: DedupConfig) -
     return partition(rows, reason_to_drop)
 
 
-def dedup(config: DedupConfig, rollouts: DatasetRef, prompts: DatasetRef, out_dir: Path) -> Deduped:
+def dedup(config: DedupConfig, rollouts: DatasetRef, held_out: DatasetRef, out_uri: str) -> Deduped:
     with Timer() as timer:
         rows = read_dataset(rollouts)
-        eval_prompts = [r["prompt"] for r in read_dataset(prompts) if r["split"] == "eval"]
+        eval_prompts = [r["prompt"] for r in read_dataset(held_out)]
         kept, rejected = dedup_rows(rows, eval_prompts, config)
     report = StageReport(
         stage="dedup",
@@ -128,13 +127,13 @@ def dedup(config: DedupConfig, rollouts: DatasetRef, prompts: DatasetRef, out_di
         seconds=timer.seconds,
     )
     return Deduped(
-        rollouts=write_dataset(kept, out_dir / "rollouts.parquet", ROLLOUTS),
-        rejected=write_dataset(rejected, out_dir / "rejected.parquet", with_reason(ROLLOUTS)),
+        rollouts=write_dataset(kept, storage.join(out_uri, "rollouts.parquet"), ROLLOUTS),
+        rejected=write_dataset(rejected, storage.join(out_uri, "rejected.parquet"), with_reason(ROLLOUTS)),
         report=report,
     )
 
 
 @task(name="dedup_rollouts", cache_policy=STAGE_CACHE, persist_result=True)
-def dedup_rollouts(config: DedupConfig, rollouts: DatasetRef, prompts: DatasetRef, work_dir: Path) -> Deduped:
+def dedup_rollouts(config: DedupConfig, rollouts: DatasetRef, held_out: DatasetRef, work_dir: str) -> Deduped:
     """Drop exact and near-duplicate rollouts and those overlapping the held-out prompts."""
-    return dedup(config, rollouts, prompts, stage_dir(work_dir, "dedup", config, rollouts, prompts))
+    return dedup(config, rollouts, held_out, stage_uri(work_dir, "dedup", config, rollouts, held_out))

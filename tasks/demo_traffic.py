@@ -1,8 +1,9 @@
 """Demo traffic: a week of a checkable task's production log, with planted PII and a few bad rows.
 
-Slices are tasks the embedded teacher gets right often but not always (stack notes), each with a
-reference answer and a verifier, so N samples plus the verifier beat any single sample:
-capitals (contains), sentiment (label), arithmetic (number), uppercase (contains_case).
+Slices are tasks the embedded teacher gets right often but not always (measured per slice by
+bench/demo_slices.py), each with a reference answer and a verifier, so N samples plus the verifier
+beat any single sample: capitals (contains), sentiment (label), arithmetic (number), uppercase
+(contains, case-sensitive).
 Users write like users: a greeting with their name, email, phone or card number around the
 question. Deterministic by seed. The generator returns what it planted, so tests can check that
 no PII survives redaction and that exactly the malformed lines are quarantined.
@@ -92,29 +93,13 @@ SENTIMENT_QUESTION = "Classify the sentiment of this review as positive or negat
 
 ADDITION_QUESTIONS = ["What is {} + {}?", "What is {} plus {}?", "Add {} and {}."]
 
-WORDS = [
-    "apple",
-    "river",
-    "garden",
-    "silver",
-    "window",
-    "planet",
-    "coffee",
-    "yellow",
-    "forest",
-    "button",
-    "rocket",
-    "pencil",
-    "marble",
-    "candle",
-    "bridge",
-    "orange",
-    "winter",
-    "castle",
-    "mirror",
-    "tunnel",
-]
-UPPERCASE_QUESTION = "What is '{}' in uppercase?"
+# The embedded teacher cannot uppercase a longer word, whatever the phrasing ("What is 'bridge' in uppercase?" and
+# eleven other phrasings: 0-9% of samples right). It can a letter (72%) and, less often, a short word (20%): the
+# slice mixes both, so that N samples plus the verifier have real work to do (bench/demo_slices.py measures it).
+LETTERS = "abcdefghjkmnpqrstuvwxyz"
+SHORT_WORDS = ["cat", "dog", "sun", "red", "box", "hat", "cup", "pen", "map", "bus", "car", "egg", "fox", "ice", "jam"]
+UPPERCASE_LETTER_QUESTION = "What is the capital letter for '{}'?"
+UPPERCASE_WORD_QUESTION = 'Write the word "{}" in uppercase letters.'
 
 SLICE_WEIGHTS = {"capitals": 0.35, "sentiment": 0.30, "arithmetic": 0.20, "uppercase": 0.15}
 
@@ -195,8 +180,11 @@ def _question(slice_name: str, rng: random.Random) -> tuple[str, str]:
     if slice_name == "arithmetic":
         a, b = rng.randint(1, 9), rng.randint(1, 9)
         return rng.choice(ADDITION_QUESTIONS).format(a, b), str(a + b)
-    word = rng.choice(WORDS)
-    return UPPERCASE_QUESTION.format(word), word.upper()
+    if rng.random() < 0.5:
+        letter = rng.choice(LETTERS)
+        return UPPERCASE_LETTER_QUESTION.format(letter), letter.upper()
+    word = rng.choice(SHORT_WORDS)
+    return UPPERCASE_WORD_QUESTION.format(word), word.upper()
 
 
 def _card_number(rng: random.Random) -> str:

@@ -1,36 +1,37 @@
 """Evaluate: base, teacher and student answer the held-out prompts; score, compare, time them.
 
-Greedy answers to every held-out prompt, checked by the slices' verifiers (tasks.verify): the task
-metric per slice and overall, and the transfer ratio student / teacher. Speed: single-prompt
+Greedy answers to every held-out prompt, judged by the slices' verifiers (tasks.verifiers): the
+task metric per slice and overall, and the transfer ratio student / teacher. The teacher answers
+through the LLM layer, so a served teacher is scored through its server, and its answers are kept
+in the durable store (purpose `evaluate`): a rerun does not pay for them again. Speed: single-prompt
 latency and tokens/s over the first `latency_prompts` prompts, one at a time, as one user sees it.
 Output `answers.parquet` (schemas.ANSWERS) and the score table in the result.
 """
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
-from pathlib import Path
 
 from prefect import task
 from pydantic import BaseModel, Field
 
+from tasks import storage
+from tasks.cache import STAGE_CACHE, stage_uri
 from tasks.config import Config
-from tasks.models import ModelRef, generate, load_merged, load_model, parameter_count, size_mb, timed_generate
+from tasks.llm.ask import ask, make_backend
+from tasks.llm.config import LLMConfig, SamplingConfig
+from tasks.llm.local import LocalBackend
+from tasks.llm.store import RequestStore, open_store
+from tasks.llm.types import Backend, Completion, Request
+from tasks.models import load_merged, load_model, parameter_count, size_mb
+from tasks.refs import DatasetRef, ModelRef
 from tasks.schemas import ANSWERS
-from tasks.stage import (
-    STAGE_CACHE,
-    DatasetRef,
-    Progress,
-    StageReport,
-    StageResult,
-    Timer,
-    read_dataset,
-    stage_dir,
-    write_dataset,
-)
-from tasks.verify import VerifyConfig, slice_labels, verdict
+from tasks.stage import Progress, StageReport, StageResult, Timer, prompt_id, read_dataset, write_dataset
+from tasks.verifiers import VerifyConfig, verdict
 
 MODELS = ("base", "teacher", "student")
+PURPOSE = "evaluate"
 
 
 class EvaluateConfig(Config):
@@ -42,13 +43,13 @@ class EvaluateConfig(Config):
 
 
 class ModelScore(BaseModel):
-    """One model's results on the held-out set."""
+    """One model's results on the held-out set (params and size: none for a served teacher)."""
 
     accuracy: dict[str, float]  # per slice, and "all"
     latency_s: float
     tokens_per_s: float
-    params: int
-    size_mb: float
+    params: int | None
+    size_mb: float | None
 
 
 class Evaluated(StageResult):
@@ -61,6 +62,10 @@ class Evaluated(StageResult):
         return self.scores["student"].accuracy.get(slice_name, 0.0) / teacher if teacher else 0.0
 
 
+def greedy(max_new_tokens: int, system_prompt: str | None = None) -> SamplingConfig:
+    return SamplingConfig(temperature=0.0, top_p=1.0, max_new_tokens=max_new_tokens, system_prompt=system_prompt)
+
+
 def accuracy_by_slice(answers: list[dict]) -> dict[str, float]:
     """Share correct per slice and over all checked answers (unverifiable answers are left out)."""
     checked: dict[str, list[bool]] = defaultdict(list)
@@ -71,26 +76,48 @@ def accuracy_by_slice(answers: list[dict]) -> dict[str, float]:
     return {name: sum(oks) / len(oks) for name, oks in sorted(checked.items())}
 
 
-def answer_all(model, tokenizer, rows: list[dict], config: EvaluateConfig, name: str) -> list[str]:
-    """Greedy answers to every row's prompt, in batches."""
+def answer_all(backend: Backend, rows: list[dict], name: str) -> list[Completion]:
+    """One answer per row from a backend (no store: the models under test are cheap to ask again)."""
     progress = Progress(f"evaluate {name}", len(rows), unit="prompts")
-    texts = []
-    for start in range(0, len(rows), config.batch_size):
-        batch = [r["prompt"] for r in rows[start : start + config.batch_size]]
-        texts += [c[0].text for c in generate(model, tokenizer, batch, max_new_tokens=config.max_new_tokens)]
-        progress.advance(len(batch))
-    return texts
+    done: dict[str, Completion] = {}
+
+    def on_done(request: Request, completions: list[Completion]) -> None:
+        done[request.id] = completions[0]
+        progress.advance()
+
+    def on_rejected(request: Request, message: str) -> None:
+        raise RuntimeError(f"{name} refused held-out prompt {request.id}: {message}")
+
+    backend.sample([Request(str(i), r["prompt"]) for i, r in enumerate(rows)], on_done, on_rejected)
+    return [done[str(i)] for i in range(len(rows))]
 
 
-def measure_speed(model, tokenizer, rows: list[dict], config: EvaluateConfig) -> tuple[float, float]:
+def measure_speed(backend: Backend, rows: list[dict], prompts: int) -> tuple[float, float]:
     """(mean seconds per single-prompt answer, generated tokens per second) over the first prompts."""
-    timings = [
-        timed_generate(model, tokenizer, r["prompt"], config.max_new_tokens) for r in rows[: config.latency_prompts]
-    ]
-    if not timings:
-        return 0.0, 0.0
+    timings = []
+    for i, row in enumerate(rows[:prompts]):
+        start = time.perf_counter()
+        [completion] = answer_all(backend, [row], f"latency {i}")
+        timings.append((completion.completion_tokens, time.perf_counter() - start))
     seconds = sum(t for _, t in timings)
-    return seconds / len(timings), sum(c.completion_tokens for c, _ in timings) / seconds
+    return (seconds / len(timings), sum(n for n, _ in timings) / seconds) if timings else (0.0, 0.0)
+
+
+def judged(verify: VerifyConfig, rows: list[dict], texts: list[str], model: str) -> list[dict]:
+    """ANSWERS rows: each answer with the slice's verdict on it."""
+    out = []
+    for row, text in zip(rows, texts, strict=True):
+        found = verdict(verify, row, text)
+        out.append(
+            {
+                **{k: row[k] for k in ("id", "slice", "prompt", "reference")},
+                "model": model,
+                "answer": text,
+                "correct": found.ok if found else None,
+                "reason": found.reason if found else None,
+            }
+        )
+    return out
 
 
 def score_table(scores: dict[str, ModelScore], transfer: dict[str, float]) -> str:
@@ -103,53 +130,76 @@ def score_table(scores: dict[str, ModelScore], transfer: dict[str, float]) -> st
     lines += ["", "| model | params (M) | size (MB) | latency (s) | tokens/s |", "|---|---:|---:|---:|---:|"]
     for m in MODELS:
         s = scores[m]
-        lines.append(f"| {m} | {s.params / 1e6:.1f} | {s.size_mb:.0f} | {s.latency_s:.2f} | {s.tokens_per_s:.1f} |")
+        params = f"{s.params / 1e6:.1f}" if s.params is not None else "served"
+        size = f"{s.size_mb:.0f}" if s.size_mb is not None else "served"
+        lines.append(f"| {m} | {params} | {size} | {s.latency_s:.2f} | {s.tokens_per_s:.1f} |")
     return "\n".join(lines)
+
+
+def score_teacher(
+    config: EvaluateConfig,
+    teacher: LLMConfig,
+    checkpoint: ModelRef | None,
+    store: RequestStore,
+    rows: list[dict],
+) -> tuple[list[str], float, float]:
+    """The teacher's greedy answers through the LLM layer and its store, and its speed."""
+    greedy_teacher = teacher.model_copy(
+        update={
+            "sampling": greedy(config.max_new_tokens, teacher.sampling.system_prompt),
+            "batch_size": config.batch_size,
+        }
+    )
+    backend = make_backend(greedy_teacher, checkpoint)
+    try:
+        by_id = {prompt_id(r["prompt"]): r["prompt"] for r in rows}
+        answers = ask(store, PURPOSE, greedy_teacher, checkpoint, by_id, 1, backend=backend)
+        if answers.rejected:
+            raise RuntimeError(f"the teacher refused {len(answers.rejected)} held-out prompts: {answers.rejected}")
+        texts = [answers.completions[(prompt_id(r["prompt"]), 0)].text for r in rows]
+        latency, tokens_per_s = measure_speed(backend, rows, config.latency_prompts)
+    finally:
+        backend.close()
+    return texts, latency, tokens_per_s
 
 
 def evaluate(
     config: EvaluateConfig,
     verify: VerifyConfig,
-    teacher: ModelRef,
+    teacher: LLMConfig,
+    teacher_checkpoint: ModelRef | None,
+    store: RequestStore,
     base: ModelRef,
     adapter: ModelRef,
-    prompts: DatasetRef,
-    out_dir: Path,
+    held_out: DatasetRef,
+    out_uri: str,
 ) -> Evaluated:
     with Timer() as timer:
-        rows = [r for r in read_dataset(prompts) if r["split"] == "eval"]
-        labels = slice_labels(rows)
-        loaders = {
-            "base": lambda: load_model(base.path),
-            "teacher": lambda: load_model(teacher.path),
-            "student": lambda: load_merged(base.path, adapter.path),
-        }
-        checkpoint = {"base": base.path, "teacher": teacher.path, "student": base.path}  # merged = base's shape
+        rows = read_dataset(held_out)
         answers, scores = [], {}
+        sampling = greedy(config.max_new_tokens)
         for name in MODELS:
-            model, tokenizer = loaders[name]()
-            texts = answer_all(model, tokenizer, rows, config, name)
-            mine = [
-                {
-                    **{k: r[k] for k in ("id", "slice", "prompt", "reference")},
-                    "model": name,
-                    "answer": text,
-                    "correct": verdict(verify, r, text, labels),
-                }
-                for r, text in zip(rows, texts, strict=True)
-            ]
-            latency, tokens_per_s = measure_speed(model, tokenizer, rows, config)
+            if name == "teacher":
+                texts, latency, tokens_per_s = score_teacher(config, teacher, teacher_checkpoint, store, rows)
+                weights = teacher_checkpoint.uri if teacher_checkpoint else None
+            else:
+                model, tokenizer = load_model(base.uri) if name == "base" else load_merged(base.uri, adapter.uri)
+                backend = LocalBackend(model, tokenizer, sampling, config.batch_size, seed=0)
+                texts = [c.text for c in answer_all(backend, rows, name)]
+                latency, tokens_per_s = measure_speed(backend, rows, config.latency_prompts)
+                backend.close()
+                weights = base.uri  # the merged student has the base's shape
+            mine = judged(verify, rows, texts, name)
             scores[name] = ModelScore(
                 accuracy=accuracy_by_slice(mine),
                 latency_s=latency,
                 tokens_per_s=tokens_per_s,
-                params=parameter_count(checkpoint[name]),
-                size_mb=size_mb(checkpoint[name]),
+                params=parameter_count(weights) if weights else None,
+                size_mb=size_mb(weights) if weights else None,
             )
             answers += mine
-            del model
     result = Evaluated(
-        answers=write_dataset(answers, out_dir / "answers.parquet", ANSWERS),
+        answers=write_dataset(answers, storage.join(out_uri, "answers.parquet"), ANSWERS),
         scores=scores,
         report=StageReport(stage="evaluate", rows_in=len(rows), rows_out=len(answers), seconds=timer.seconds),
     )
@@ -174,12 +224,18 @@ def evaluate(
 def evaluate_models(
     config: EvaluateConfig,
     verify: VerifyConfig,
-    teacher: ModelRef,
+    teacher: LLMConfig,
+    teacher_checkpoint: ModelRef | None,
     base: ModelRef,
     adapter: ModelRef,
-    prompts: DatasetRef,
-    work_dir: Path,
+    held_out: DatasetRef,
+    store: str,
+    work_dir: str,
 ) -> Evaluated:
     """Score base, teacher and student on the held-out prompts, per slice, with latency."""
-    out_dir = stage_dir(work_dir, "evaluate", config, verify, teacher, base, adapter, prompts)
-    return evaluate(config, verify, teacher, base, adapter, prompts, out_dir)
+    out_uri = stage_uri(work_dir, "evaluate", config, verify, teacher, teacher_checkpoint, base, adapter, held_out)
+    request_store = open_store(store)
+    try:
+        return evaluate(config, verify, teacher, teacher_checkpoint, request_store, base, adapter, held_out, out_uri)
+    finally:
+        request_store.close()

@@ -1,11 +1,10 @@
-"""Export: merge the LoRA adapter, quantize to 4-bit AWQ, reload and answer; then the quality gate.
+"""Export: merge the LoRA adapter, quantize to 4-bit AWQ, reload it and prove it still answers right.
 
 AWQ with llmcompressor (AWQModifier to scale salient channels, then W4A16 symmetric group
 quantization, compressed-tensors `pack-quantized` on disk). Group size must divide the hidden and
-MLP widths (SmolLM2's 576 is not a multiple of 128: the default is 32). The export is reloaded
-with transformers and answers a few held-out prompts: that is the smoke test.
-The gate registers every exported student as an MLflow model version, and promotes it (an
-alias) only when the smoke test passed and the transfer ratio reaches the threshold.
+MLP widths (SmolLM2's 576 is not a multiple of 128: the default is 32). The check: the merged model
+and the export reloaded from disk, as a user would load it, answer the same held-out prompts
+greedily; the slices' verifiers score both, and a drop of more than `max_accuracy_drop` fails it.
 """
 
 from __future__ import annotations
@@ -13,12 +12,18 @@ from __future__ import annotations
 from pathlib import Path
 
 from prefect import task
-from pydantic import BaseModel, Field
+from pydantic import Field
 
+from tasks import storage
+from tasks.cache import STAGE_CACHE, stage_uri
 from tasks.config import Config
-from tasks.models import ModelRef, fingerprint_checkpoint, load_merged, load_model, size_mb, timed_generate
-from tasks.stage import STAGE_CACHE, DatasetRef, StageReport, StageResult, Timer, log, read_dataset, stage_dir
-from tasks.tracking import Run, log_directory, log_markdown, register_version, set_alias
+from tasks.llm.config import SamplingConfig
+from tasks.llm.local import LocalBackend
+from tasks.llm.types import Completion, Request
+from tasks.models import load_merged, load_model, model_ref, size_mb
+from tasks.refs import DatasetRef, ModelRef
+from tasks.stage import StageReport, StageResult, Timer, read_dataset
+from tasks.verifiers import VerifyConfig, verdict
 
 
 class ExportConfig(Config):
@@ -28,23 +33,21 @@ class ExportConfig(Config):
     group_size: int = Field(32, ge=8, description="Weights per quantization group; must divide the model's widths.")
     calibration_rows: int = Field(32, ge=1, description="Training rows run through the model to calibrate AWQ.")
     max_calibration_tokens: int = Field(192, ge=16, description="Tokens per calibration row.")
-    smoke_prompts: int = Field(4, ge=1, description="Held-out prompts the reloaded export must answer.")
-    max_new_tokens: int = Field(32, ge=1, description="Longest smoke-test answer, in tokens.")
-
-
-class GateConfig(Config):
-    """When an exported student is promoted in the MLflow model registry."""
-
-    registered_model: str = Field("redistill-student", description="MLflow registered model name.")
-    min_transfer_ratio: float = Field(0.5, ge=0, description="Student/teacher accuracy needed to promote.")
-    alias: str = Field("champion", description="Registry alias the promoted version gets.")
+    check_prompts: int = Field(48, ge=1, description="Held-out prompts the merged model and the export both answer.")
+    max_new_tokens: int = Field(48, ge=1, description="Longest check answer, in tokens (greedy).")
+    batch_size: int = Field(16, ge=1, description="Prompts per generate call in the check.")
+    max_accuracy_drop: float = Field(
+        0.1, ge=0, le=1, description="Largest accuracy the export may lose against the merged model before it fails."
+    )
 
 
 class Exported(StageResult):
     model: ModelRef  # what ships: the AWQ folder, or the merged one when not quantizing
     quantized: bool
-    smoke_answers: list[str]
-    smoke_passed: bool
+    merged_accuracy: float | None  # share right on the checked prompts; none when no prompt has a verifier
+    exported_accuracy: float | None
+    check_passed: bool
+    check_reason: str
 
 
 def _calibrate_on_cpu_too() -> None:
@@ -96,92 +99,99 @@ def quantize_awq(model, tokenizer, calibration: list[list[dict]], config: Export
     tokenizer.save_pretrained(out_dir)
 
 
-def smoke_test(path: Path, prompts: list[str], max_new_tokens: int) -> tuple[list[str], float]:
-    """Load the export as a user would and answer: (answers, mean seconds per answer)."""
-    model, tokenizer = load_model(path)
-    timed = [timed_generate(model, tokenizer, p, max_new_tokens) for p in prompts]
-    return [c.text for c, _ in timed], sum(t for _, t in timed) / max(len(timed), 1)
+def check_answers(model, tokenizer, rows: list[dict], config: ExportConfig) -> list[Completion]:
+    """Greedy answers to the check prompts."""
+    sampling = SamplingConfig(temperature=0.0, top_p=1.0, max_new_tokens=config.max_new_tokens)
+    backend = LocalBackend(model, tokenizer, sampling, config.batch_size, seed=0)
+    done: dict[str, Completion] = {}
+    requests = [Request(str(i), r["prompt"]) for i, r in enumerate(rows)]
+    backend.sample(requests, lambda r, c: done.__setitem__(r.id, c[0]), lambda r, m: None)
+    return [done[str(i)] for i in range(len(rows))]
+
+
+def accuracy(verify: VerifyConfig, rows: list[dict], answers: list[Completion]) -> float | None:
+    """Share of checkable answers the verifiers accept; none if nothing can be checked."""
+    verdicts = [verdict(verify, row, a.text) for row, a in zip(rows, answers, strict=True)]
+    checked = [v.ok for v in verdicts if v is not None]
+    return sum(checked) / len(checked) if checked else None
+
+
+def check_decision(config: ExportConfig, merged: float | None, exported: float | None, answers: list[Completion]):
+    """(passed, why): the export must answer every prompt and lose at most `max_accuracy_drop`."""
+    if not answers or not all(a.text.strip() for a in answers):
+        return False, "the export gave empty answers"
+    if merged is None or exported is None:
+        return True, "answers every check prompt (no verifier to score them)"
+    allowed = config.max_accuracy_drop
+    passed = merged - exported <= allowed + 1e-9  # float noise must not fail an equal drop
+    within = "within" if passed else "more than"
+    return passed, f"accuracy {exported:.2f} exported vs {merged:.2f} merged: {within} the allowed drop {allowed:.2f}"
 
 
 def export(
-    config: ExportConfig, base: ModelRef, adapter: ModelRef, rows: DatasetRef, prompts: DatasetRef, out_dir: Path
+    config: ExportConfig,
+    verify: VerifyConfig,
+    base: ModelRef,
+    adapter: ModelRef,
+    rows: DatasetRef,
+    held_out: DatasetRef,
+    out_uri: str,
 ) -> Exported:
     with Timer() as timer:
-        model, tokenizer = load_merged(base.path, adapter.path)
-        merged_dir = out_dir / "merged"
-        model.save_pretrained(merged_dir)
-        tokenizer.save_pretrained(merged_dir)
-        target = merged_dir
+        model, tokenizer = load_merged(base.uri, adapter.uri)
+        check_rows = read_dataset(held_out)[: config.check_prompts]
+        merged_answers = check_answers(model, tokenizer, check_rows, config)
+        merged_uri = storage.join(out_uri, "merged")
+        with storage.model_folder(merged_uri) as folder:
+            model.save_pretrained(folder)
+            tokenizer.save_pretrained(folder)
+        target = merged_uri
         if config.quantize:
             calibration = [r["messages"] for r in read_dataset(rows)[: config.calibration_rows]]
-            target = out_dir / "awq"
-            quantize_awq(model, tokenizer, calibration, config, target)
-        held_out = [r["prompt"] for r in read_dataset(prompts) if r["split"] == "eval"][: config.smoke_prompts]
-        answers, latency = smoke_test(target, held_out, config.max_new_tokens)
-    passed = bool(answers) and all(a.strip() for a in answers)
-    log(f"export smoke test ({'passed' if passed else 'FAILED'}): {answers}")
+            target = storage.join(out_uri, "awq")
+            with storage.model_folder(target) as folder:
+                quantize_awq(model, tokenizer, calibration, config, folder)
+        del model
+        exported_answers = check_answers(*load_model(target), check_rows, config)  # as a user loads it
+        merged, exported = accuracy(verify, check_rows, merged_answers), accuracy(verify, check_rows, exported_answers)
+        passed, reason = check_decision(config, merged, exported, exported_answers)
     report = StageReport(
         stage="export",
-        rows_in=len(held_out),
-        rows_out=sum(1 for a in answers if a.strip()),
+        rows_in=len(check_rows),
+        rows_out=sum(1 for a in exported_answers if a.text.strip()),
         metrics={
-            "merged_mb": size_mb(merged_dir),
+            "merged_mb": size_mb(merged_uri),
             "exported_mb": size_mb(target),
-            "compression": size_mb(merged_dir) / max(size_mb(target), 1e-9),
-            "smoke_latency_s": latency,
-            "smoke_passed": float(passed),
+            "compression": size_mb(merged_uri) / max(size_mb(target), 1e-9),
+            "check_passed": float(passed),
+            **({"merged_accuracy": merged} if merged is not None else {}),
+            **({"exported_accuracy": exported} if exported is not None else {}),
         },
         seconds=timer.seconds,
-        notes=[f"exported to {target}"] + [f"smoke answer {i + 1}: {a[:120]!r}" for i, a in enumerate(answers)],
+        notes=[f"exported to {target}", f"check {'passed' if passed else 'FAILED'}: {reason}"]
+        + [f"export answer {i + 1}: {a.text[:120]!r}" for i, a in enumerate(exported_answers[:4])],
     )
     return Exported(
-        model=ModelRef(path=str(target.resolve()), fingerprint=fingerprint_checkpoint(target)),
+        model=model_ref(target),
         quantized=config.quantize,
-        smoke_answers=answers,
-        smoke_passed=passed,
+        merged_accuracy=merged,
+        exported_accuracy=exported,
+        check_passed=passed,
+        check_reason=reason,
         report=report,
     )
 
 
 @task(name="export_student", cache_policy=STAGE_CACHE, persist_result=True)
 def export_student(
-    config: ExportConfig, base: ModelRef, adapter: ModelRef, rows: DatasetRef, prompts: DatasetRef, work_dir: Path
+    config: ExportConfig,
+    verify: VerifyConfig,
+    base: ModelRef,
+    adapter: ModelRef,
+    rows: DatasetRef,
+    held_out: DatasetRef,
+    work_dir: str,
 ) -> Exported:
-    """Merge LoRA, quantize to AWQ 4-bit, reload and answer held-out prompts."""
-    out_dir = stage_dir(work_dir, "export", config, base, adapter, rows, prompts)
-    return export(config, base, adapter, rows, prompts, out_dir)
-
-
-def gate_decision(config: GateConfig, transfer_ratio: float, smoke_passed: bool) -> tuple[bool, str]:
-    """Whether to promote, and why, in words for the summary."""
-    if not smoke_passed:
-        return False, "not promoted: the export failed its smoke test"
-    if transfer_ratio < config.min_transfer_ratio:
-        return False, f"not promoted: transfer ratio {transfer_ratio:.2f} < {config.min_transfer_ratio:.2f}"
-    return True, f"promoted to @{config.alias}: transfer ratio {transfer_ratio:.2f} >= {config.min_transfer_ratio:.2f}"
-
-
-class Promotion(BaseModel):
-    """The registered model version and the gate's verdict on it."""
-
-    registered_model: str
-    version: str
-    promoted: bool
-    reason: str
-
-
-@task(name="promote_student")
-def promote_student(config: GateConfig, run: Run, exported: Exported, transfer_ratio: float) -> Promotion:
-    """Register the export as a model version in this run; promote it if it passes the gate."""
-    promoted, reason = gate_decision(config, transfer_ratio, exported.smoke_passed)
-    source = log_directory(run, exported.model.path, "student")
-    tags = {
-        "transfer_ratio": f"{transfer_ratio:.3f}",
-        "smoke_passed": str(exported.smoke_passed),
-        "quantized": str(exported.quantized),
-    }
-    version = register_version(run, source, config.registered_model, tags)
-    if promoted:
-        set_alias(run, config.registered_model, config.alias, version)
-    log_markdown(run, "gate", f"## gate\n\n`{config.registered_model}` version {version}: {reason}\n")
-    return Promotion(registered_model=config.registered_model, version=version, promoted=promoted, reason=reason)
+    """Merge LoRA, quantize to AWQ 4-bit, reload, and check it answers as well as the merged model."""
+    out_uri = stage_uri(work_dir, "export", config, verify, base, adapter, rows, held_out)
+    return export(config, verify, base, adapter, rows, held_out, out_uri)

@@ -1,8 +1,9 @@
 """Filter: keep teacher answers worth learning from, as chat `messages` training rows.
 
 Checked in order, first match wins: empty, too_short, too_long, truncated (hit max_new_tokens),
-refusal, wrong_answer (the slice's verifier says no). Slices without a verifier are kept and
-counted as unverified. Output `rows.parquet` (schemas.TRAINING_ROWS) and `rejected.parquet`.
+refusal, wrong_answer (the verify stage's verdict says no, with its reason). Samples without a
+verdict are kept (the verify summary counts them). Output `rows.parquet` (schemas.TRAINING_ROWS)
+and `rejected.parquet`.
 The verifier checks the final answer; the chain of thought, when the teacher gives one, goes into the
 assistant turn as `<think>…</think>` unless `include_reasoning` is off.
 The teacher's system prompt is not copied into the rows: the student learns the behaviour from
@@ -12,28 +13,25 @@ the user turn alone, as it will be asked in production.
 from __future__ import annotations
 
 import re
-from collections import defaultdict
-from pathlib import Path
 
 from prefect import task
 from pydantic import Field
 
+from tasks import storage
+from tasks.cache import STAGE_CACHE, stage_uri
 from tasks.config import Config
+from tasks.refs import DatasetRef
 from tasks.schemas import ROLLOUTS, TRAINING_ROWS
 from tasks.stage import (
-    STAGE_CACHE,
-    DatasetRef,
     StageReport,
     StageResult,
     Timer,
     count_reasons,
     partition,
     read_dataset,
-    stage_dir,
     with_reason,
     write_dataset,
 )
-from tasks.verify import VerifyConfig, slice_labels, verdict
 
 REFUSALS = [
     r"\bI(?:'m| am) sorry\b",
@@ -52,7 +50,7 @@ class FilterConfig(Config):
         True, description="Drop answers cut off at max_new_tokens (the student would learn to stop mid-sentence)."
     )
     refusal_patterns: list[str] = Field(REFUSALS, description="Regexes (case-insensitive) that mark a refusal.")
-    verify: bool = Field(True, description="Drop answers the slice's verifier rejects (see `verify`).")
+    verify: bool = Field(True, description="Drop answers the slice's verifier rejects (see the `verify` section).")
     include_reasoning: bool = Field(
         True,
         description="Train on the chain of thought too: the assistant turn is `<think>reasoning</think>` + answer.",
@@ -64,8 +62,8 @@ class Filtered(StageResult):
     rejected: DatasetRef
 
 
-def reason_to_drop(config: FilterConfig, verify: VerifyConfig, labels: dict[str, list[str]], row: dict) -> str | None:
-    """Why a rollout is dropped, or None to keep it."""
+def reason_to_drop(config: FilterConfig, row: dict, verdict: dict | None) -> str | None:
+    """Why a rollout is dropped, or None to keep it (`verdict`: its VERDICTS row)."""
     answer = row["completion"].strip()
     if not answer:
         return "empty"
@@ -77,8 +75,8 @@ def reason_to_drop(config: FilterConfig, verify: VerifyConfig, labels: dict[str,
         return "truncated"
     if any(re.search(p, answer, re.IGNORECASE) for p in config.refusal_patterns):
         return "refusal"
-    if config.verify and verdict(verify, row, answer, labels) is False:
-        return "wrong_answer"
+    if config.verify and verdict is not None and verdict["ok"] is False:
+        return f"wrong_answer: {verdict['reason']}"
     return None
 
 
@@ -102,43 +100,33 @@ def training_row(row: dict, include_reasoning: bool) -> dict:
     }
 
 
-def verifier_metrics(verify: VerifyConfig, labels: dict[str, list[str]], rows: list[dict]) -> dict[str, float]:
-    """Per-sample accuracy against best-of-N: how much the verifier plus N samples buy."""
-    verdicts = [(row["prompt_id"], verdict(verify, row, row["completion"], labels)) for row in rows]
-    checked = [(pid, ok) for pid, ok in verdicts if ok is not None]
-    any_correct: dict[str, bool] = defaultdict(bool)
-    for pid, ok in checked:
-        any_correct[pid] |= ok
-    return {
-        "unverified": len(verdicts) - len(checked),
-        "teacher_sample_accuracy": sum(ok for _, ok in checked) / max(len(checked), 1),
-        "prompts_with_a_correct_sample": sum(any_correct.values()) / max(len(any_correct), 1),
-    }
-
-
-def filter_rows(config: FilterConfig, verify: VerifyConfig, rollouts: DatasetRef, out_dir: Path) -> Filtered:
+def filter_rows(config: FilterConfig, rollouts: DatasetRef, verdicts: DatasetRef, out_uri: str) -> Filtered:
     with Timer() as timer:
         rows = read_dataset(rollouts)
-        labels = slice_labels(rows)
-        kept, rejected = partition(rows, lambda row: reason_to_drop(config, verify, labels, row))
+        by_sample = {(v["prompt_id"], v["sample_index"]): v for v in read_dataset(verdicts)}
+        kept, rejected = partition(
+            rows, lambda row: reason_to_drop(config, row, by_sample.get((row["prompt_id"], row["sample_index"])))
+        )
     report = StageReport(
         stage="filter",
         rows_in=len(rows),
         rows_out=len(kept),
         dropped=count_reasons(rejected),
-        metrics=verifier_metrics(verify, labels, rows) | {"prompts_kept": len({r["prompt_id"] for r in kept})},
+        metrics={"prompts_kept": len({r["prompt_id"] for r in kept})},
         seconds=timer.seconds,
     )
     return Filtered(
         rows=write_dataset(
-            [training_row(r, config.include_reasoning) for r in kept], out_dir / "rows.parquet", TRAINING_ROWS
+            [training_row(r, config.include_reasoning) for r in kept],
+            storage.join(out_uri, "rows.parquet"),
+            TRAINING_ROWS,
         ),
-        rejected=write_dataset(rejected, out_dir / "rejected.parquet", with_reason(ROLLOUTS)),
+        rejected=write_dataset(rejected, storage.join(out_uri, "rejected.parquet"), with_reason(ROLLOUTS)),
         report=report,
     )
 
 
 @task(name="filter_rollouts", cache_policy=STAGE_CACHE, persist_result=True)
-def filter_rollouts(config: FilterConfig, verify: VerifyConfig, rollouts: DatasetRef, work_dir: Path) -> Filtered:
+def filter_rollouts(config: FilterConfig, rollouts: DatasetRef, verdicts: DatasetRef, work_dir: str) -> Filtered:
     """Drop empty, truncated, refused and wrong answers; write chat rows for training."""
-    return filter_rows(config, verify, rollouts, stage_dir(work_dir, "filter", config, verify, rollouts))
+    return filter_rows(config, rollouts, verdicts, stage_uri(work_dir, "filter", config, rollouts, verdicts))

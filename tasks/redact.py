@@ -5,32 +5,24 @@ recognizers, and one of ours for names people introduce themselves with ("my nam
 "Thanks, …"), which the small NER model misses about a third of the time. The anonymizer writes
 `<PERSON>`, `<EMAIL_ADDRESS>`, … in place. The entity set is chosen for tasks: LOCATION,
 DATE_TIME and NRP are left out because they rewrite task content (capitals, "4 + 5").
-Output: the prompts with `prompt` redacted and `pii` (entity types found), and the quarantine
-with `raw` redacted, since it is logged to MLflow.
+Output: the training and the held-out prompts with `prompt` redacted and `pii` (entity types
+found), and the quarantine with `raw` redacted, since it is logged to MLflow.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from pathlib import Path
 
 import regex
 from prefect import task
 from pydantic import Field
 
+from tasks import storage
+from tasks.cache import STAGE_CACHE, stage_uri
 from tasks.config import Config
+from tasks.refs import DatasetRef
 from tasks.schemas import QUARANTINE, REDACTED_PROMPTS
-from tasks.stage import (
-    STAGE_CACHE,
-    DatasetRef,
-    Progress,
-    StageReport,
-    StageResult,
-    Timer,
-    read_dataset,
-    stage_dir,
-    write_dataset,
-)
+from tasks.stage import Progress, StageReport, StageResult, Timer, read_dataset, write_dataset
 
 DEFAULT_ENTITIES = ["PERSON", "EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "US_SSN", "IBAN_CODE", "IP_ADDRESS"]
 
@@ -78,7 +70,8 @@ class RedactConfig(Config):
 
 
 class Redacted(StageResult):
-    prompts: DatasetRef
+    train_prompts: DatasetRef
+    eval_prompts: DatasetRef
     quarantine: DatasetRef
 
 
@@ -141,11 +134,14 @@ class Redactor:
         return out
 
 
-def redact(config: RedactConfig, prompts: DatasetRef, quarantine: DatasetRef, out_dir: Path) -> Redacted:
-    """Redact every prompt and every quarantined raw row."""
+def redact(
+    config: RedactConfig, train: DatasetRef, held_out: DatasetRef, quarantine: DatasetRef, out_uri: str
+) -> Redacted:
+    """Redact every prompt, training and held out, and every quarantined raw row."""
     with Timer() as timer:
         redactor = Redactor(config)
-        rows, bad = read_dataset(prompts), read_dataset(quarantine)
+        train_rows, eval_rows, bad = read_dataset(train), read_dataset(held_out), read_dataset(quarantine)
+        rows = train_rows + eval_rows
         progress = Progress("redact", len(rows) + len(bad))
         redacted = redactor.redact([r["prompt"] for r in rows], progress)
         raw = redactor.redact([q["raw"] for q in bad], progress)
@@ -164,13 +160,21 @@ def redact(config: RedactConfig, prompts: DatasetRef, quarantine: DatasetRef, ou
         notes=[f"also redacted {len(out_bad)} quarantined rows (they are logged to MLflow)"],
     )
     return Redacted(
-        prompts=write_dataset(out_rows, out_dir / "prompts.parquet", REDACTED_PROMPTS),
-        quarantine=write_dataset(out_bad, out_dir / "quarantine.parquet", QUARANTINE),
+        train_prompts=write_dataset(
+            out_rows[: len(train_rows)], storage.join(out_uri, "train_prompts.parquet"), REDACTED_PROMPTS
+        ),
+        eval_prompts=write_dataset(
+            out_rows[len(train_rows) :], storage.join(out_uri, "eval_prompts.parquet"), REDACTED_PROMPTS
+        ),
+        quarantine=write_dataset(out_bad, storage.join(out_uri, "quarantine.parquet"), QUARANTINE),
         report=report,
     )
 
 
 @task(name="redact_prompts", cache_policy=STAGE_CACHE, persist_result=True)
-def redact_prompts(config: RedactConfig, prompts: DatasetRef, quarantine: DatasetRef, work_dir: Path) -> Redacted:
-    """Replace PII with typed placeholders in prompts and quarantined rows."""
-    return redact(config, prompts, quarantine, stage_dir(work_dir, "redact", config, prompts, quarantine))
+def redact_prompts(
+    config: RedactConfig, train: DatasetRef, held_out: DatasetRef, quarantine: DatasetRef, work_dir: str
+) -> Redacted:
+    """Replace PII with typed placeholders in the prompts and the quarantined rows."""
+    out_uri = stage_uri(work_dir, "redact", config, train, held_out, quarantine)
+    return redact(config, train, held_out, quarantine, out_uri)

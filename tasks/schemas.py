@@ -6,7 +6,7 @@ itself. Rejected rows of a stage are its output schema plus `reason` (tasks.stag
 
 import pyarrow as pa
 
-# source -> redact. One row per prompt; `split` is "eval" (held out) or "train".
+# source -> redact. One row per prompt; the held-out and the training prompts are two datasets.
 PROMPTS = pa.schema(
     [
         ("id", pa.string()),  # the log's id, or row-<n>
@@ -14,7 +14,6 @@ PROMPTS = pa.schema(
         ("slice", pa.string()),  # the traffic slice the prompt belongs to
         ("prompt", pa.string()),  # the user's text (redacted after the redact stage)
         ("reference", pa.string()),  # the checkable answer, or null
-        ("split", pa.string()),
     ]
 )
 
@@ -28,7 +27,7 @@ QUARANTINE = pa.schema(
     ]
 )
 
-# redact -> rollout, dedup, evaluate: PROMPTS with PII replaced, plus the entity types found.
+# redact -> rollout (train), dedup and evaluate (eval): PROMPTS with PII replaced, plus the entity types found.
 REDACTED_PROMPTS = PROMPTS.append(pa.field("pii", pa.list_(pa.string())))
 
 # rollout -> dedup -> filter. One row per (prompt, sample) from the teacher.
@@ -74,12 +73,26 @@ TRAINING_ROWS = pa.schema(
 # evaluate -> MLflow. One row per (model, held-out prompt).
 ANSWERS = pa.schema(
     [
-        ("model", pa.string()),  # "base", "teacher" or "student"
+        ("model", pa.string()),  # "base", "teacher", "student" (or "exported", in the export check)
         ("id", pa.string()),
         ("slice", pa.string()),
         ("prompt", pa.string()),
         ("reference", pa.string()),
         ("answer", pa.string()),
-        ("correct", pa.bool_()),  # null where the slice has no verifier
+        ("correct", pa.bool_()),  # the verifier's verdict; null where the slice has no verifier
+        ("reason", pa.string()),  # the verdict's reason
+    ]
+)
+
+# verify -> filter. One verdict per teacher sample (null `ok` where the slice has no verifier or the row
+# no reference).
+VERDICTS = pa.schema(
+    [
+        ("prompt_id", pa.string()),
+        ("sample_index", pa.int32()),
+        ("verifier", pa.string()),  # the verifier's kind, or "none"
+        ("ok", pa.bool_()),
+        ("score", pa.float32()),
+        ("reason", pa.string()),  # "number matches", "stated 8", "no verifier for slice chat", ...
     ]
 )

@@ -1,10 +1,12 @@
 """Source: read a prompt log, quarantine malformed rows, hold out an eval set, sample by slice.
 
 Input: a .jsonl, .parquet or .csv file with `prompt` and `slice`, optionally `id`, `timestamp`
-(ISO 8601) and `reference` (the checkable answer). Output `prompts.parquet` (schemas.PROMPTS):
-one row per prompt with `split` = "eval" (held out by prompt text before anything else sees it)
-or "train" (a sample stratified by slice to match the log's distribution).
+(ISO 8601) and `reference` (the checkable answer). Outputs (schemas.PROMPTS) `eval_prompts.parquet`,
+held out by prompt text before anything else sees it, and `train_prompts.parquet`, a sample
+stratified by slice to match the log's distribution: no later stage splits again.
 Malformed rows go to `quarantine.parquet` (schemas.QUARANTINE) with row number, field and reason.
+For the slices named in `label_slices` (label verifiers without fixed labels), the label set is
+computed here, once, from every valid row of the slice: its distinct reference answers.
 """
 
 from __future__ import annotations
@@ -22,19 +24,12 @@ import pyarrow.parquet as pq
 from prefect import task
 from pydantic import Field
 
+from tasks import storage
+from tasks.cache import STAGE_CACHE, stage_uri
 from tasks.config import Config
+from tasks.refs import DatasetRef
 from tasks.schemas import PROMPTS, QUARANTINE
-from tasks.stage import (
-    STAGE_CACHE,
-    DatasetRef,
-    StageReport,
-    StageResult,
-    Timer,
-    file_digest,
-    normalize_text,
-    stage_dir,
-    write_dataset,
-)
+from tasks.stage import StageReport, StageResult, Timer, normalize_text, write_dataset
 
 
 class SourceConfig(Config):
@@ -55,8 +50,10 @@ class SourceConfig(Config):
 
 
 class Sourced(StageResult):
-    prompts: DatasetRef
+    train_prompts: DatasetRef
+    eval_prompts: DatasetRef
     quarantine: DatasetRef
+    labels: dict[str, list[str]] = {}  # label set of each slice in `label_slices`
 
 
 class Rejected(Exception):
@@ -202,10 +199,19 @@ def log_digest(path: str) -> str:
         raise FileNotFoundError(
             f"no prompt log at {path}: set source.path, or write the demo's with `redistill demo-data --out {path}`"
         )
-    return file_digest(path)
+    return storage.digest(path)
 
 
-def source(config: SourceConfig, out_dir: Path) -> Sourced:
+def label_sets(rows: list[dict], slices: list[str]) -> dict[str, list[str]]:
+    """Each named slice's label set: the distinct reference answers of all its rows."""
+    labels: dict[str, set[str]] = {name: set() for name in slices}
+    for row in rows:
+        if row["slice"] in labels and row["reference"]:
+            labels[row["slice"]].add(row["reference"])
+    return {name: sorted(values) for name, values in labels.items()}
+
+
+def source(config: SourceConfig, label_slices: list[str], out_uri: str) -> Sourced:
     """Read, validate, window, hold out, sample; write prompts and quarantine."""
     with Timer() as timer:
         valid, quarantine, outside, rows_in = [], [], 0, 0
@@ -226,13 +232,12 @@ def source(config: SourceConfig, out_dir: Path) -> Sourced:
                 outside += 1
         eval_rows, pool = split_eval(valid, config.eval_size, config.seed)
         train_rows = stratified_sample(pool, config.sample_size, config.seed)
-        prompts = [{**r, "split": "eval"} for r in eval_rows] + [{**r, "split": "train"} for r in train_rows]
         # held-out prompts' other copies are not sampled either: they count as not sampled
-        not_sampled = len(valid) - len(prompts)
+        not_sampled = len(valid) - len(eval_rows) - len(train_rows)
     report = StageReport(
         stage="source",
         rows_in=rows_in,
-        rows_out=len(prompts),
+        rows_out=len(eval_rows) + len(train_rows),
         dropped={"malformed": len(quarantine), "outside_window": outside, "not_sampled": not_sampled},
         metrics={
             "train_prompts": len(train_rows),
@@ -246,13 +251,15 @@ def source(config: SourceConfig, out_dir: Path) -> Sourced:
         notes=[q["reason"] for q in quarantine[:20]],
     )
     return Sourced(
-        prompts=write_dataset(prompts, out_dir / "prompts.parquet", PROMPTS),
-        quarantine=write_dataset(quarantine, out_dir / "quarantine.parquet", QUARANTINE),
+        train_prompts=write_dataset(train_rows, storage.join(out_uri, "train_prompts.parquet"), PROMPTS),
+        eval_prompts=write_dataset(eval_rows, storage.join(out_uri, "eval_prompts.parquet"), PROMPTS),
+        quarantine=write_dataset(quarantine, storage.join(out_uri, "quarantine.parquet"), QUARANTINE),
+        labels=label_sets(valid, label_slices),
         report=report,
     )
 
 
 @task(name="source_prompts", cache_policy=STAGE_CACHE, persist_result=True)
-def source_prompts(config: SourceConfig, log_digest: str, work_dir: Path) -> Sourced:
+def source_prompts(config: SourceConfig, label_slices: list[str], log_digest: str, work_dir: str) -> Sourced:
     """Read the prompt log (identified by its digest), quarantine bad rows, split and sample."""
-    return source(config, stage_dir(work_dir, "source", config, log_digest))
+    return source(config, label_slices, stage_uri(work_dir, "source", config, label_slices, log_digest))

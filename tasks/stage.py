@@ -1,32 +1,25 @@
-"""What every stage shares: datasets on disk, keep/drop with reasons, a report, caching by content.
+"""What every stage shares: datasets by URI, keep/drop with reasons, a report (caching: tasks.cache).
 
-A stage reads Parquet datasets, writes Parquet datasets, and returns a `StageResult` holding
-`DatasetRef`s (path, rows, digest) and a `StageReport` (rows in/out, drops per reason, metrics).
+A stage reads Parquet datasets, writes Parquet datasets (through tasks.storage), and returns a
+`StageResult` holding `DatasetRef`s (URI, rows, digest) and a `StageReport` (rows in/out, drops per
+reason, metrics).
 Rejected rows are written beside the kept ones with their reason; nothing is dropped silently.
 """
 
 from __future__ import annotations
 
-import ast
 import hashlib
-import importlib
-import inspect
-import json
 import logging
 import re
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
-from pathlib import Path
-from types import ModuleType
-from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
-from prefect.cache_policies import INPUTS, CachePolicy
-from prefect.utilities.hashing import hash_objects
 from pydantic import BaseModel
+
+from tasks import storage
+from tasks.refs import DatasetRef
 
 
 def log(message: str) -> None:
@@ -40,41 +33,28 @@ def log(message: str) -> None:
         logging.getLogger("redistill").info(message)
 
 
-# ----------------------------------------------------------------------------- datasets on disk
-class DatasetRef(BaseModel):
-    """A Parquet dataset a stage wrote: where it is, how many rows, and the digest of its bytes."""
-
-    path: str
-    rows: int
-    digest: str
-
-
-def file_digest(path: str | Path) -> str:
-    """sha256 of a file's bytes (the content identity used in cache keys)."""
-    sha = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            sha.update(block)
-    return sha.hexdigest()
-
-
-def write_dataset(rows: list[dict] | pa.Table, path: Path, schema: pa.Schema) -> DatasetRef:
+# ----------------------------------------------------------------------------- datasets by URI
+def write_dataset(rows: list[dict] | pa.Table, uri: str, schema: pa.Schema) -> DatasetRef:
     """Write rows as Parquet with an explicit schema (so empty datasets keep their columns)."""
+    uri = str(uri)  # a local Path is a URI too
     table = rows if isinstance(rows, pa.Table) else pa.Table.from_pylist(rows, schema=schema)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(table, path)
-    return DatasetRef(path=str(path), rows=table.num_rows, digest=file_digest(path))
+    storage.write_table(table, uri)
+    return DatasetRef(uri=uri, rows=table.num_rows, digest=storage.digest(uri))
 
 
 def read_dataset(ref: DatasetRef) -> list[dict]:
     """Read a dataset's rows, refusing one that changed since the stage that wrote it finished."""
-    path = Path(ref.path)
-    if not path.exists() or file_digest(path) != ref.digest:
+    if not storage.exists(ref.uri) or storage.digest(ref.uri) != ref.digest:
         raise FileNotFoundError(
-            f"{path} is missing or changed since it was written (a cached result points at it): "
+            f"{ref.uri} is missing or changed since it was written (a cached result points at it): "
             "delete the work dir's stage folder and rerun with --refresh-cache"
         )
-    return pq.read_table(path).to_pylist()
+    return storage.read_table(ref.uri).to_pylist()
+
+
+def prompt_id(prompt: str) -> str:
+    """Identity of a prompt as a model sees it (its redacted text): the request id in the LLM store."""
+    return hashlib.sha256(prompt.encode()).hexdigest()[:16]
 
 
 def normalize_text(text: str) -> str:
@@ -183,44 +163,3 @@ class Progress:
             rate = self.done / max(now - self.start, 1e-9)
             eta = (self.total - self.done) / rate if rate else float("inf")
             log(f"{self.what}: {self.done}/{self.total} {self.unit} ({rate:.1f}/s, eta {eta:.0f}s)")
-
-
-# ----------------------------------------------------------------------------- caching by content
-def content_key(*parts: Any) -> str:
-    """A short stable hash of configs and dataset refs (pydantic models hash by their JSON)."""
-    plain = [p.model_dump(mode="json") if isinstance(p, BaseModel) else p for p in parts]
-    return hashlib.sha256(json.dumps(plain, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def stage_dir(work_dir: Path, stage: str, *inputs: Any) -> Path:
-    """Where a stage writes: one folder per content key, so two configs never overwrite each other."""
-    path = Path(work_dir) / stage / content_key(*inputs)
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-def _project_modules(module: ModuleType, seen: dict[str, ModuleType]) -> None:
-    """The module and every project module it imports, transitively (read from its import statements)."""
-    seen[module.__name__] = module
-    for node in ast.walk(ast.parse(inspect.getsource(module))):
-        names = [node.module] if isinstance(node, ast.ImportFrom) and node.module else []
-        names += [alias.name for alias in node.names] if isinstance(node, ast.Import) else []
-        for name in names:
-            if name.split(".")[0] in ("tasks", "flows") and name not in seen:
-                _project_modules(importlib.import_module(name), seen)
-
-
-class StageCode(CachePolicy):
-    """Cache key part: the source of the task's module and every project module it uses.
-
-    Prefect's TASK_SOURCE hashes only the decorated function; our stages keep their logic in pure
-    functions beside it, and an edit there must invalidate the cache too.
-    """
-
-    def compute_key(self, task_ctx, inputs, flow_parameters, **kwargs) -> str | None:
-        modules: dict[str, ModuleType] = {}
-        _project_modules(sys.modules[task_ctx.task.fn.__module__], modules)
-        return hash_objects(*(inspect.getsource(modules[name]) for name in sorted(modules)))
-
-
-STAGE_CACHE = INPUTS + StageCode()

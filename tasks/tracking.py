@@ -11,15 +11,17 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 import warnings
 from contextlib import contextmanager
-from pathlib import Path
 
 from pydantic import BaseModel, Field, SecretStr
 
+from tasks import storage
 from tasks.config import Config
-from tasks.stage import DatasetRef, StageResult
+from tasks.refs import DatasetRef
+from tasks.stage import StageResult
 
 EXPERIMENT = "redistill"
 
@@ -49,8 +51,12 @@ def _client(tracking_uri: str):
     return MlflowClient(tracking_uri=tracking_uri)
 
 
+_URL_PASSWORD = re.compile(r"(://[^/:@\s]+:)[^/@\s]+@")
+
+
 def flat_params(config: BaseModel, prefix: str = "") -> dict[str, str]:
-    """Config as dotted MLflow params (`rollout.samples_per_prompt`), secrets left out."""
+    """Config as dotted MLflow params (`rollout.samples_per_prompt`); secrets left out, and passwords in
+    URLs (a `postgresql://user:password@host` store) masked."""
     params = {}
     for name, value in config:
         key = f"{prefix}{name}"
@@ -59,16 +65,25 @@ def flat_params(config: BaseModel, prefix: str = "") -> dict[str, str]:
         if isinstance(value, BaseModel):
             params.update(flat_params(value, key + "."))
         else:
-            params[key] = value if isinstance(value, str) else json.dumps(value, default=str)
+            text = value if isinstance(value, str) else json.dumps(value, default=_plain)
+            params[key] = _URL_PASSWORD.sub(r"\1***@", text)
     return params
 
 
-def start_run(config: TrackingConfig, work_dir: Path, params: dict[str, str], run_name: str | None) -> Run:
+def _plain(value):
+    """JSON for what json cannot write itself: configs inside values (verifiers by slice), paths, times."""
+    return value.model_dump(mode="json") if isinstance(value, BaseModel) else str(value)
+
+
+def start_run(config: TrackingConfig, work_dir: str, params: dict[str, str], run_name: str | None) -> Run:
     """Create the experiment if needed and a run with the config as params."""
     from mlflow.entities import Param
 
     uri = config.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
     local = uri is None
+    if local and not storage.is_local(work_dir):
+        raise ValueError(f"work_dir {work_dir} is not on this machine: set tracking.tracking_uri (an MLflow server)")
+    work_dir = storage.local_path(work_dir) if local else None
     uri = uri or f"sqlite:///{(work_dir / 'mlflow.db').resolve()}"
     client = _client(uri)
     experiment = client.get_experiment_by_name(config.experiment)
@@ -85,7 +100,7 @@ def start_run(config: TrackingConfig, work_dir: Path, params: dict[str, str], ru
 
 
 @contextmanager
-def tracked_run(config: TrackingConfig, work_dir: Path, params: dict[str, str], run_name: str | None):
+def tracked_run(config: TrackingConfig, work_dir: str, params: dict[str, str], run_name: str | None):
     """A run that ends FINISHED, or FAILED if the body raises."""
     run = start_run(config, work_dir, params, run_name)
     try:
@@ -116,7 +131,7 @@ def log_dataset(run: Run, ref: DatasetRef, name: str, context: str) -> None:
 
     with warnings.catch_warnings():  # MLflow registers its local-file source twice and warns about its own duplicate
         warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted in multiple ways")
-        source = resolve_dataset_source(ref.path)
+        source = resolve_dataset_source(ref.uri)
     dataset = MetaDataset(source, name=name, digest=ref.digest[:16])
     tag = InputTag(key="mlflow.data.context", value=context)
     _client(run.tracking_uri).log_inputs(run.run_id, datasets=[DatasetInput(dataset._to_mlflow_entity(), tags=[tag])])
@@ -140,7 +155,7 @@ def log_stage(run: Run, result: StageResult, artifacts: list[str] = ()) -> Stage
     for name, ref in result.datasets().items():
         log_dataset(run, ref, f"{report.stage}.{name}", report.stage)
         if name in artifacts:
-            client.log_artifact(run.run_id, ref.path, report.stage)
+            client.log_artifact(run.run_id, str(storage.local_file(ref.uri)), report.stage)
     return result
 
 
@@ -148,9 +163,9 @@ def _columns(rows: list[dict]) -> dict[str, list]:
     return {key: [row.get(key) for row in rows] for key in rows[0]} if rows else {}
 
 
-def log_directory(run: Run, directory: str | Path, artifact_path: str) -> str:
+def log_directory(run: Run, folder_uri: str, artifact_path: str) -> str:
     """Copy a folder into the run's artifacts; returns its `runs:/` URI."""
-    _client(run.tracking_uri).log_artifacts(run.run_id, str(directory), artifact_path)
+    _client(run.tracking_uri).log_artifacts(run.run_id, str(storage.local_folder(folder_uri)), artifact_path)
     return f"runs:/{run.run_id}/{artifact_path}"
 
 

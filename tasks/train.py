@@ -1,45 +1,30 @@
-"""Train: build a smaller student from the teacher and fine-tune it on the kept teacher answers.
+"""Train: fine-tune the student (tasks.student) on the kept teacher answers.
 
-The student is the teacher with every other decoder layer kept (depth pruning, as DistilBERT and
-Minitron initialise students), saved as a normal checkpoint: it is also the "base" that evaluate
-scores before training. SFT with TRL's SFTTrainer and a PEFT LoRA adapter, loss on assistant
-tokens only (the chat template's {% generation %} markers), a validation split held out by prompt,
-eval loss every few steps, early stopping, and the best checkpoint kept.
+SFT with TRL's SFTTrainer and a PEFT LoRA adapter, loss on assistant tokens only (the chat
+template's {% generation %} markers), a validation split held out by prompt, eval loss every few
+steps, early stopping, and the best checkpoint kept. The adapter is the stage's model folder.
 """
 
 from __future__ import annotations
 
 import random
-import shutil
+import tempfile
 from pathlib import Path
-from typing import Literal
 
 from prefect import task
 from pydantic import Field
 
+from tasks import storage
+from tasks.cache import STAGE_CACHE, stage_uri
 from tasks.config import Config
-from tasks.models import ModelRef, fingerprint_checkpoint
-from tasks.stage import (
-    STAGE_CACHE,
-    DatasetRef,
-    StageReport,
-    StageResult,
-    Timer,
-    content_key,
-    log,
-    read_dataset,
-    stage_dir,
-)
+from tasks.models import model_ref
+from tasks.refs import DatasetRef, ModelRef
+from tasks.stage import StageReport, StageResult, Timer, log, read_dataset
 
 
 class TrainConfig(Config):
-    """The student and how it is fine-tuned."""
+    """How the student is fine-tuned (where it starts is the `student` section)."""
 
-    # ---- student
-    keep_layers: Literal["every_other"] | list[int] = Field(
-        "every_other",
-        description="Teacher decoder layers the student keeps: `every_other` (0, 2, 4, ...) or explicit indices.",
-    )
     # ---- LoRA
     # a half-depth student needs repair, not a light touch: rank 64 and lr 2e-3 reached eval loss 4.3 in 30
     # demo steps where rank 16 at 5e-4 reached 7.3 (CPU, same data and time)
@@ -59,50 +44,7 @@ class TrainConfig(Config):
 
 
 class Trained(StageResult):
-    base: ModelRef  # the pruned student before training
     adapter: ModelRef  # the best LoRA adapter
-
-
-def layers_to_keep(spec: Literal["every_other"] | list[int], num_layers: int) -> list[int]:
-    """Indices of the teacher's decoder layers the student keeps."""
-    keep = list(range(0, num_layers, 2)) if spec == "every_other" else sorted(set(spec))
-    if not keep or keep[0] < 0 or keep[-1] >= num_layers:
-        raise ValueError(f"train.keep_layers {spec!r} does not fit a teacher with {num_layers} layers")
-    return keep
-
-
-def prune_layers(model, keep: list[int]):
-    """Keep only the listed decoder layers (in place), renumbering them for the KV cache."""
-    import torch
-
-    model.model.layers = torch.nn.ModuleList(model.model.layers[i] for i in keep)
-    for new_index, layer in enumerate(model.model.layers):
-        layer.self_attn.layer_idx = new_index
-    if getattr(model.config, "layer_types", None):
-        model.config.layer_types = [model.config.layer_types[i] for i in keep]
-    model.config.num_hidden_layers = len(keep)
-    return model
-
-
-def build_student(teacher: ModelRef, config: TrainConfig, models_dir: Path) -> ModelRef:
-    """The depth-pruned teacher, saved once per (teacher, layers) under `models_dir`."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    out = Path(models_dir) / f"student-{content_key(teacher.fingerprint, config.keep_layers)}"
-    if not (out / "config.json").exists():
-        tokenizer = AutoTokenizer.from_pretrained(teacher.path)
-        if "{% generation %}" not in (tokenizer.chat_template or ""):
-            raise ValueError(
-                f"the teacher's chat template ({teacher.path}) has no {{% generation %}} markers, which assistant-only "
-                "loss needs: add them around the assistant turn (see tasks.models.CHATML_WITH_GENERATION)"
-            )
-        model = AutoModelForCausalLM.from_pretrained(teacher.path)
-        prune_layers(model, layers_to_keep(config.keep_layers, model.config.num_hidden_layers))
-        tmp = out.with_name(out.name + ".partial")
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        tmp.rename(out)
-    return ModelRef(path=str(out.resolve()), fingerprint=fingerprint_checkpoint(out))
 
 
 def split_by_prompt(rows: list[dict], share: float, seed: int) -> tuple[list[dict], list[dict]]:
@@ -113,8 +55,8 @@ def split_by_prompt(rows: list[dict], share: float, seed: int) -> tuple[list[dic
     return [r for r in rows if r["prompt_id"] not in held], [r for r in rows if r["prompt_id"] in held]
 
 
-def sft(config: TrainConfig, base: ModelRef, rows: list[dict], out_dir: Path) -> dict[str, float]:
-    """LoRA SFT on assistant tokens; saves the best adapter to `out_dir/adapter`; returns metrics."""
+def sft(config: TrainConfig, base: ModelRef, rows: list[dict], adapter_dir: Path, scratch: Path) -> dict[str, float]:
+    """LoRA SFT on assistant tokens; saves the best adapter to `adapter_dir`; returns metrics."""
     import torch
     from datasets import Dataset
     from peft import LoraConfig
@@ -132,7 +74,7 @@ def sft(config: TrainConfig, base: ModelRef, rows: list[dict], out_dir: Path) ->
         raise ValueError(f"only {len(rows)} training rows, all held out for validation: sample more prompts")
     as_dataset = lambda part: Dataset.from_list([{"messages": r["messages"]} for r in part])  # noqa: E731
     args = SFTConfig(
-        output_dir=str(out_dir / "checkpoints"),
+        output_dir=str(scratch / "checkpoints"),
         assistant_only_loss=True,
         max_length=config.max_length,
         per_device_train_batch_size=config.batch_size,
@@ -162,19 +104,19 @@ def sft(config: TrainConfig, base: ModelRef, rows: list[dict], out_dir: Path) ->
         target_modules=config.lora_targets,
         task_type="CAUSAL_LM",
     )
+    base_path = storage.local_folder(base.uri)
     trainer = SFTTrainer(
-        model=AutoModelForCausalLM.from_pretrained(base.path),
+        model=AutoModelForCausalLM.from_pretrained(base_path),
         args=args,
         train_dataset=as_dataset(train_rows),
         eval_dataset=as_dataset(validation_rows),
-        processing_class=AutoTokenizer.from_pretrained(base.path),
+        processing_class=AutoTokenizer.from_pretrained(base_path),
         peft_config=lora,
         callbacks=[EarlyStoppingCallback(early_stopping_patience=config.early_stopping_patience), LogProgress()],
     )
     before = trainer.evaluate()["eval_loss"]
     result = trainer.train()
-    trainer.save_model(str(out_dir / "adapter"))
-    shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)
+    trainer.save_model(str(adapter_dir))
     return {
         "train_rows": len(train_rows),
         "validation_rows": len(validation_rows),
@@ -185,7 +127,7 @@ def sft(config: TrainConfig, base: ModelRef, rows: list[dict], out_dir: Path) ->
     }
 
 
-def train(config: TrainConfig, teacher: ModelRef, rows_ref: DatasetRef, models_dir: Path, out_dir: Path) -> Trained:
+def train(config: TrainConfig, base: ModelRef, rows_ref: DatasetRef, out_uri: str) -> Trained:
     with Timer() as timer:
         rows = read_dataset(rows_ref)
         if len(rows) < 2:
@@ -193,15 +135,17 @@ def train(config: TrainConfig, teacher: ModelRef, rows_ref: DatasetRef, models_d
                 f"{len(rows)} training rows survived filtering; at least 2 are needed (see the filter summary: "
                 "sample more prompts, raise rollout.samples_per_prompt, or relax the filter)"
             )
-        base = build_student(teacher, config, models_dir)
-        metrics = sft(config, base, rows, out_dir)
+        adapter_uri = storage.join(out_uri, "adapter")
+        with (
+            tempfile.TemporaryDirectory(prefix="redistill-train-") as scratch,
+            storage.model_folder(adapter_uri) as out,
+        ):
+            metrics = sft(config, base, rows, out, Path(scratch))
     report = StageReport(stage="train", rows_in=len(rows), rows_out=len(rows), metrics=metrics, seconds=timer.seconds)
-    adapter = ModelRef(path=str((out_dir / "adapter").resolve()), fingerprint=out_dir.name)
-    return Trained(base=base, adapter=adapter, report=report)
+    return Trained(adapter=model_ref(adapter_uri), report=report)
 
 
 @task(name="train_student", cache_policy=STAGE_CACHE, persist_result=True)
-def train_student(config: TrainConfig, teacher: ModelRef, rows: DatasetRef, work_dir: Path) -> Trained:
-    """Prune the teacher into a student and LoRA-fine-tune it on the kept answers."""
-    out_dir = stage_dir(work_dir, "train", config, teacher, rows)
-    return train(config, teacher, rows, Path(work_dir) / "models", out_dir)
+def train_student(config: TrainConfig, base: ModelRef, rows: DatasetRef, work_dir: str) -> Trained:
+    """LoRA-fine-tune the student on the kept answers."""
+    return train(config, base, rows, stage_uri(work_dir, "train", config, base, rows))

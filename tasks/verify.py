@@ -1,86 +1,79 @@
-"""Programmatic verifiers: is a model's answer right, given the row's reference answer?
+"""Verify: one verdict per teacher sample, by the slice's verifier (tasks.verifiers), written once.
 
-Small models ramble ("The sum of 3 and 4 is 7. This is because..."), so each method extracts the
-answer before comparing. The filter keeps only verified teacher samples; evaluate scores models
-with the same functions, so "correct" means one thing everywhere.
+Output `verdicts.parquet` (schemas.VERDICTS): prompt id, sample index, verifier, ok, score,
+reason. The filter reads it to drop wrong answers; the report says how much N samples plus a
+verifier buy over a single sample.
 """
 
 from __future__ import annotations
 
-import re
 from collections import defaultdict
-from typing import Literal
 
-from pydantic import Field
+from prefect import task
 
-from tasks.config import Config
+from tasks import storage
+from tasks.cache import STAGE_CACHE, stage_uri
+from tasks.refs import DatasetRef
+from tasks.schemas import VERDICTS
+from tasks.stage import StageReport, StageResult, Timer, read_dataset, write_dataset
+from tasks.verifiers import VerifyConfig, verdict
 
-Method = Literal["contains", "contains_case", "number", "label"]
+
+class Verified(StageResult):
+    verdicts: DatasetRef
 
 
-class VerifyConfig(Config):
-    """How answers are checked, per slice. Slices not listed are kept unverified (and counted)."""
+def verdict_rows(config: VerifyConfig, rollouts: list[dict]) -> list[dict]:
+    """A VERDICTS row per rollout; rows that cannot be checked say why."""
+    rows = []
+    for row in rollouts:
+        found = verdict(config, row, row["completion"])
+        unchecked = "no reference" if row["slice"] in config.by_slice else f"no verifier for slice {row['slice']}"
+        rows.append(
+            {
+                "prompt_id": row["prompt_id"],
+                "sample_index": row["sample_index"],
+                "verifier": config.by_slice[row["slice"]].kind if found else "none",
+                "ok": found.ok if found else None,
+                "score": found.score if found else None,
+                "reason": found.reason if found else unchecked,
+            }
+        )
+    return rows
 
-    by_slice: dict[str, Method] = Field(
-        default={"capitals": "contains", "uppercase": "contains_case", "sentiment": "label", "arithmetic": "number"},
-        description=(
-            "Verifier per slice: `contains` (reference as a whole word, any case), `contains_case` (same, exact "
-            "case), `number` (the stated result, e.g. after '=' or 'is', equals the reference), `label` (the first "
-            "of the slice's labels - its distinct reference answers - named in the answer is the reference)."
-        ),
+
+def verifier_metrics(rows: list[dict]) -> dict[str, float]:
+    """Per-sample accuracy against best-of-N: how much the verifier plus N samples buy."""
+    checked = [r for r in rows if r["ok"] is not None]
+    any_correct: dict[str, bool] = defaultdict(bool)
+    for r in checked:
+        any_correct[r["prompt_id"]] |= r["ok"]
+    return {
+        "unverified": len(rows) - len(checked),
+        "teacher_sample_accuracy": sum(r["ok"] for r in checked) / max(len(checked), 1),
+        "prompts_with_a_correct_sample": sum(any_correct.values()) / max(len(any_correct), 1),
+    }
+
+
+def verify(config: VerifyConfig, rollouts: DatasetRef, out_uri: str) -> Verified:
+    with Timer() as timer:
+        samples = read_dataset(rollouts)
+        rows = verdict_rows(config, samples)
+    by_slice: dict[str, list[bool]] = defaultdict(list)
+    for row, rollout in zip(rows, samples, strict=True):
+        if row["ok"] is not None:
+            by_slice[rollout["slice"]].append(row["ok"])
+    report = StageReport(
+        stage="verify",
+        rows_in=len(rows),
+        rows_out=len(rows),
+        metrics=verifier_metrics(rows) | {f"sample_accuracy.{k}": sum(v) / len(v) for k, v in sorted(by_slice.items())},
+        seconds=timer.seconds,
     )
+    return Verified(verdicts=write_dataset(rows, storage.join(out_uri, "verdicts.parquet"), VERDICTS), report=report)
 
 
-_STATED_NUMBER = re.compile(r"(?:=|\bis\b|\bequals\b|\bmakes\b)\s*(-?\d+(?:\.\d+)?)", re.IGNORECASE)
-_ANY_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
-
-
-def answer_number(text: str) -> str | None:
-    """The number an answer states: after '=', 'is', 'equals' or 'makes' if present, else the first one."""
-    stated = _STATED_NUMBER.search(text)
-    if stated:
-        return stated.group(1)
-    first = _ANY_NUMBER.search(text)
-    return first.group(0) if first else None
-
-
-def _whole_word(reference: str, flags: int = 0) -> re.Pattern:
-    return re.compile(rf"(?<!\w){re.escape(reference)}(?!\w)", flags)
-
-
-def first_label(text: str, labels: list[str]) -> str | None:
-    """Which of `labels` the answer names first (case-insensitive, whole words)."""
-    found = [(m.start(), label) for label in labels if (m := _whole_word(label, re.IGNORECASE).search(text))]
-    return min(found)[1] if found else None
-
-
-def is_correct(method: Method, answer: str, reference: str, labels: list[str] = ()) -> bool:
-    """Whether `answer` is right under `method` (see VerifyConfig.by_slice)."""
-    if method == "contains":
-        return bool(_whole_word(reference, re.IGNORECASE).search(answer))
-    if method == "contains_case":
-        return bool(_whole_word(reference).search(answer))
-    if method == "number":
-        stated = answer_number(answer)
-        return stated is not None and float(stated) == float(reference)
-    if method == "label":
-        named = first_label(answer, list(labels))
-        return named is not None and named.lower() == reference.lower()
-    raise ValueError(f"unknown verifier {method!r}")
-
-
-def slice_labels(rows: list[dict]) -> dict[str, list[str]]:
-    """Each slice's label set: its distinct reference answers (used by the `label` method)."""
-    labels: dict[str, set[str]] = defaultdict(set)
-    for row in rows:
-        if row.get("reference"):
-            labels[row["slice"]].add(row["reference"])
-    return {name: sorted(values) for name, values in labels.items()}
-
-
-def verdict(config: VerifyConfig, row: dict, answer: str, labels: dict[str, list[str]]) -> bool | None:
-    """True/False if the row's slice has a verifier and a reference; None if it cannot be checked."""
-    method = config.by_slice.get(row["slice"])
-    if method is None or not row.get("reference"):
-        return None
-    return is_correct(method, answer, row["reference"], labels.get(row["slice"], []))
+@task(name="verify_rollouts", cache_policy=STAGE_CACHE, persist_result=True)
+def verify_rollouts(config: VerifyConfig, rollouts: DatasetRef, work_dir: str) -> Verified:
+    """Judge every teacher sample with its slice's verifier."""
+    return verify(config, rollouts, stage_uri(work_dir, "verify", config, rollouts))

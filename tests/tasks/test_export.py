@@ -3,18 +3,23 @@ import json
 import pytest
 from transformers import LlamaConfig
 
-from tasks.export import ExportConfig, GateConfig, check_group_size, export, gate_decision
-from tasks.models import ModelRef, fingerprint_checkpoint, generate, load_model
+from tasks.export import ExportConfig, check_decision, check_group_size, export
+from tasks.gate import GateConfig, gate_decision
+from tasks.llm.local import generate
+from tasks.llm.types import Completion
+from tasks.models import load_model, model_ref
 from tasks.schemas import REDACTED_PROMPTS, TRAINING_ROWS
 from tasks.stage import write_dataset
-from tasks.train import TrainConfig, build_student, sft
+from tasks.student import StudentConfig, build_student
+from tasks.train import TrainConfig, train
+from tasks.verifiers import Number, VerifyConfig
 
 
 def test_gate():
     gate = GateConfig(min_transfer_ratio=0.5)
-    assert gate_decision(gate, 0.6, smoke_passed=True)[0] is True
-    assert gate_decision(gate, 0.4, smoke_passed=True) == (False, "not promoted: transfer ratio 0.40 < 0.50")
-    assert gate_decision(gate, 0.9, smoke_passed=False)[0] is False
+    assert gate_decision(gate, 0.6, check_passed=True)[0] is True
+    assert gate_decision(gate, 0.4, check_passed=True) == (False, "not promoted: transfer ratio 0.40 < 0.50")
+    assert gate_decision(gate, 0.9, check_passed=False) == (False, "not promoted: the export failed its check")
 
 
 def test_group_size_must_divide_the_widths():
@@ -23,39 +28,55 @@ def test_group_size_must_divide_the_widths():
         check_group_size(LlamaConfig(hidden_size=576, intermediate_size=1536), 128)
 
 
-def test_export_merges_quantizes_to_4_bit_and_the_result_loads_and_generates(tiny_teacher, tmp_path):
-    teacher = ModelRef(path=str(tiny_teacher), fingerprint=fingerprint_checkpoint(tiny_teacher))
-    base = build_student(teacher, TrainConfig(), tmp_path / "models")
+def test_the_check_fails_a_wrong_or_empty_export_that_any_answer_used_to_pass():
+    config = ExportConfig(max_accuracy_drop=0.1)
+    answered = [Completion("The capital of Australia is Melbourne.", "stop", 5, 8)]
+    # "Melbourne" passed the old smoke test: any non-empty answer did. Now it is scored against the merged model.
+    assert check_decision(config, merged=1.0, exported=0.0, answers=answered) == (
+        False,
+        "accuracy 0.00 exported vs 1.00 merged: more than the allowed drop 0.10",
+    )
+    assert check_decision(config, merged=0.8, exported=0.7, answers=answered)[0] is True
+    assert check_decision(config, merged=0.8, exported=0.8, answers=[Completion(" ", "stop", 5, 0)])[0] is False
+    assert check_decision(config, merged=None, exported=None, answers=answered)[0] is True  # nothing to verify
+
+
+def test_export_merges_quantizes_to_4_bit_and_is_scored_against_the_merged_model(tiny_teacher, tmp_path):
+    base = build_student(StudentConfig(), model_ref(str(tiny_teacher)), str(tmp_path))
     messages = [
         [{"role": "user", "content": f"What is {i} + 1?"}, {"role": "assistant", "content": str(i + 1)}]
         for i in range(8)
     ]
     rows = [{"messages": m, "prompt_id": f"p{i}", "slice": "math", "sample_index": 0} for i, m in enumerate(messages)]
-    sft(TrainConfig(epochs=1, batch_size=4, eval_every_steps=1), base, rows, tmp_path / "train")
-    adapter = ModelRef(path=str(tmp_path / "train" / "adapter"), fingerprint="x")
-    prompts = [
+    rows_ref = write_dataset(rows, tmp_path / "rows.parquet", TRAINING_ROWS)
+    adapter = train(TrainConfig(epochs=1, batch_size=4, eval_every_steps=1), base, rows_ref, str(tmp_path / "train"))
+    held_out = [
         {
-            "id": "e",
+            "id": f"e{i}",
             "timestamp": None,
             "slice": "math",
-            "prompt": "What is 2 + 1?",
-            "reference": "3",
-            "split": "eval",
+            "prompt": f"What is {i} + 2?",
+            "reference": str(i + 2),
             "pii": [],
         }
+        for i in range(3)
     ]
     result = export(
-        ExportConfig(calibration_rows=8, smoke_prompts=1, max_new_tokens=4),
+        ExportConfig(calibration_rows=8, check_prompts=2, max_new_tokens=4),
+        VerifyConfig(by_slice={"math": Number()}),
         base,
-        adapter,
-        write_dataset(rows, tmp_path / "rows.parquet", TRAINING_ROWS),
-        write_dataset(prompts, tmp_path / "prompts.parquet", REDACTED_PROMPTS),
-        tmp_path / "export",
+        adapter.adapter,
+        rows_ref,
+        write_dataset(held_out, tmp_path / "prompts.parquet", REDACTED_PROMPTS),
+        str(tmp_path / "export"),
     )
     quantization = json.loads((tmp_path / "export" / "awq" / "config.json").read_text())["quantization_config"]
     weights = quantization["config_groups"]["group_0"]["weights"]
     assert quantization["format"] == "pack-quantized" and weights["num_bits"] == 4 and weights["group_size"] == 32
-    assert result.quantized and result.model.path.endswith("awq") and len(result.smoke_answers) == 1
-    model, tokenizer = load_model(result.model.path)
+    assert result.quantized and result.model.uri.endswith("awq")
+    assert result.report.rows_in == 2  # check_prompts
+    assert result.merged_accuracy is not None and result.exported_accuracy is not None
+    assert result.check_passed == (result.merged_accuracy - result.exported_accuracy <= 0.1 + 1e-9)
+    model, tokenizer = load_model(result.model.uri)
     [[completion]] = generate(model, tokenizer, ["What is 2 + 1?"], max_new_tokens=4)
     assert completion.completion_tokens > 0

@@ -1,9 +1,15 @@
 from tasks.filter import FilterConfig, assistant_turn, filter_rows, reason_to_drop
-from tasks.schemas import ROLLOUTS
+from tasks.schemas import ROLLOUTS, VERDICTS
 from tasks.stage import read_dataset, write_dataset
-from tasks.verify import VerifyConfig
+from tasks.verifiers import Number, VerifyConfig
+from tasks.verify import verdict_rows
 
-VERIFY = VerifyConfig(by_slice={"math": "number"})
+VERIFY = VerifyConfig(by_slice={"math": Number()})
+
+
+def _verdict(row: dict) -> dict:
+    [found] = verdict_rows(VERIFY, [row])
+    return found
 
 
 def _rollout(
@@ -34,15 +40,14 @@ def test_each_drop_reason():
         "3 + 4 = 7": None,
     }
     for completion, reason in cases.items():
-        assert reason_to_drop(config, VERIFY, {}, _rollout(completion)) == reason, completion
-    assert reason_to_drop(config, VERIFY, {}, _rollout("3 + 4 = 7 and", finish="length")) == "truncated"
-    assert (
-        reason_to_drop(
-            config.model_copy(update={"drop_truncated": False}), VERIFY, {}, _rollout("3 + 4 = 7 and", finish="length")
-        )
-        is None
-    )
-    assert reason_to_drop(config.model_copy(update={"verify": False}), VERIFY, {}, _rollout("3 + 4 = 8")) is None
+        row = _rollout(completion)
+        assert (reason_to_drop(config, row, _verdict(row)) or "").split(":")[0] == (reason or ""), completion
+    wrong = _rollout("3 + 4 = 8")
+    assert reason_to_drop(config, wrong, _verdict(wrong)) == "wrong_answer: stated 8"
+    truncated = _rollout("3 + 4 = 7 and", finish="length")
+    assert reason_to_drop(config, truncated, _verdict(truncated)) == "truncated"
+    assert reason_to_drop(config.model_copy(update={"drop_truncated": False}), truncated, _verdict(truncated)) is None
+    assert reason_to_drop(config.model_copy(update={"verify": False}), wrong, _verdict(wrong)) is None
 
 
 def test_stage_writes_chat_rows_and_rejects_with_reasons(tmp_path):
@@ -51,17 +56,17 @@ def test_stage_writes_chat_rows_and_rejects_with_reasons(tmp_path):
         _rollout("3 + 4 = 8.", index=1),
         _rollout("Hello there!", slice_name="chat", reference=None, index=2),  # no verifier: kept, counted
     ]
-    result = filter_rows(FilterConfig(), VERIFY, write_dataset(rows, tmp_path / "in.parquet", ROLLOUTS), tmp_path)
+    verdicts = write_dataset(verdict_rows(VERIFY, rows), tmp_path / "v.parquet", VERDICTS)
+    result = filter_rows(
+        FilterConfig(), write_dataset(rows, tmp_path / "in.parquet", ROLLOUTS), verdicts, str(tmp_path)
+    )
     kept = read_dataset(result.rows)
     assert [r["messages"] for r in kept] == [
         [{"role": "user", "content": "What is 3 + 4?"}, {"role": "assistant", "content": "3 + 4 = 7."}],
         [{"role": "user", "content": "What is 3 + 4?"}, {"role": "assistant", "content": "Hello there!"}],
     ]
-    assert [(r["sample_index"], r["reason"]) for r in read_dataset(result.rejected)] == [(1, "wrong_answer")]
+    assert [(r["sample_index"], r["reason"]) for r in read_dataset(result.rejected)] == [(1, "wrong_answer: stated 8")]
     assert result.report.dropped == {"wrong_answer": 1}
-    assert result.report.metrics["unverified"] == 1
-    assert result.report.metrics["teacher_sample_accuracy"] == 0.5
-    assert result.report.metrics["prompts_with_a_correct_sample"] == 1.0
 
 
 def test_reasoning_goes_into_the_assistant_turn_unless_switched_off():

@@ -44,7 +44,6 @@ def test_stage_redacts_prompts_and_the_quarantine(tmp_path):
                 "slice": "s",
                 "prompt": "I'm John Smith. What is 2 + 2?",
                 "reference": "4",
-                "split": "train",
             }
         ],
         tmp_path / "p.parquet",
@@ -55,9 +54,16 @@ def test_stage_redacts_prompts_and_the_quarantine(tmp_path):
         tmp_path / "q.parquet",
         QUARANTINE,
     )
-    result = redact(RedactConfig(), prompts, quarantine, tmp_path / "out")
-    [row] = read_dataset(result.prompts)
+    held_out = write_dataset(
+        [{"id": "2", "timestamp": None, "slice": "s", "prompt": "Mail kim@corp.io: 3 + 3?", "reference": "6"}],
+        tmp_path / "e.parquet",
+        PROMPTS,
+    )
+    result = redact(RedactConfig(), prompts, held_out, quarantine, str(tmp_path / "out"))
+    [held] = read_dataset(result.eval_prompts)
+    assert held["prompt"] == "Mail <EMAIL_ADDRESS>: 3 + 3?"
+    [row] = read_dataset(result.train_prompts)
     assert row["prompt"] == "I'm <PERSON>. What is 2 + 2?" and row["pii"] == ["PERSON"]
     [bad] = read_dataset(result.quarantine)
     assert "jo@mail.org" not in bad["raw"] and "<EMAIL_ADDRESS>" in bad["raw"]
-    assert result.report.metrics["entities.EMAIL_ADDRESS"] == 1
+    assert result.report.metrics["entities.EMAIL_ADDRESS"] == 2  # one held out, one quarantined

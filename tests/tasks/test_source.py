@@ -20,7 +20,7 @@ def _rows(n_by_slice: dict[str, int]) -> list[dict]:
 
 def test_quarantine_holds_exactly_the_malformed_rows_with_row_and_field(demo_log, tmp_path):
     path, traffic = demo_log
-    result = source(SourceConfig(path=str(path), sample_size=50, eval_size=10), tmp_path)
+    result = source(SourceConfig(path=str(path), sample_size=50, eval_size=10), [], str(tmp_path))
     quarantine = read_dataset(result.quarantine)
     assert {q["row"] for q in quarantine} == traffic.malformed_lines
     for q in quarantine:
@@ -53,8 +53,8 @@ def test_reads_jsonl_csv_and_parquet_alike(tmp_path):
     seen = {}
     for suffix in ("jsonl", "csv", "parquet"):
         config = SourceConfig(path=str(tmp_path / f"log.{suffix}"), sample_size=10, eval_size=0)
-        result = source(config, tmp_path / suffix)
-        seen[suffix] = sorted((r["id"], r["prompt"], r["reference"]) for r in read_dataset(result.prompts))
+        result = source(config, [], str(tmp_path / suffix))
+        seen[suffix] = sorted((r["id"], r["prompt"], r["reference"]) for r in read_dataset(result.train_prompts))
         assert [q["field"] for q in read_dataset(result.quarantine)] == ["prompt"]
     assert (
         seen["jsonl"]
@@ -67,7 +67,7 @@ def test_reads_jsonl_csv_and_parquet_alike(tmp_path):
 def test_unsupported_format_and_missing_log_are_clear_errors(tmp_path):
     (tmp_path / "log.txt").write_text("hello")
     with pytest.raises(ValueError, match="unsupported prompt log format '.txt'"):
-        source(SourceConfig(path=str(tmp_path / "log.txt")), tmp_path)
+        source(SourceConfig(path=str(tmp_path / "log.txt")), [], str(tmp_path))
     with pytest.raises(FileNotFoundError, match="redistill demo-data"):
         log_digest(str(tmp_path / "nope.jsonl"))
 
@@ -103,7 +103,19 @@ def test_time_window_keeps_rows_inside_and_counts_the_rest(demo_log, tmp_path):
     config = SourceConfig(
         path=str(path), since=datetime(2026, 11, 18), until=datetime(2026, 11, 20), sample_size=1000, eval_size=0
     )
-    result = source(config, tmp_path)
-    stamps = [datetime.fromisoformat(r["timestamp"]) for r in read_dataset(result.prompts)]
+    result = source(config, [], str(tmp_path))
+    stamps = [datetime.fromisoformat(r["timestamp"]) for r in read_dataset(result.train_prompts)]
     assert stamps and all(datetime(2026, 11, 18).date() <= s.date() < datetime(2026, 11, 20).date() for s in stamps)
     assert result.report.dropped["outside_window"] > 0
+
+
+def test_train_and_held_out_prompts_are_two_datasets_and_labels_come_from_every_row(demo_log, tmp_path):
+    path, _ = demo_log
+    config = SourceConfig(path=str(path), sample_size=40, eval_size=12)
+    result = source(config, ["sentiment"], str(tmp_path))
+    train, held_out = read_dataset(result.train_prompts), read_dataset(result.eval_prompts)
+    assert len(train) == 40 and len(held_out) == 12
+    assert not {r["prompt"] for r in train} & {r["prompt"] for r in held_out}
+    assert "split" not in train[0]  # no later stage splits again
+    # the label set is the slice's, from every valid row: not from whichever rows a stage has at hand
+    assert result.labels == {"sentiment": ["negative", "positive"]}

@@ -1,7 +1,8 @@
 import pytest
 
+from tasks.cache import content_key
 from tasks.schemas import PROMPTS
-from tasks.stage import StageReport, content_key, count_reasons, normalize_text, partition, read_dataset, write_dataset
+from tasks.stage import StageReport, count_reasons, normalize_text, partition, read_dataset, write_dataset
 
 
 def test_partition_keeps_every_row_somewhere_with_a_reason():
@@ -19,10 +20,16 @@ def test_report_markdown_shows_counts_and_reasons():
     assert "| 10 | 7 | 3 |" in text and "| refusal | 2 |" in text and "| x | 0.5 |" in text
 
 
-def test_a_dataset_changed_after_writing_is_refused(tmp_path):
-    ref = write_dataset([], tmp_path / "p.parquet", PROMPTS)
-    assert read_dataset(ref) == [] and ref.rows == 0
-    (tmp_path / "p.parquet").write_bytes(b"changed")
+@pytest.mark.parametrize("root", ["local", "file", "memory"])
+def test_datasets_by_uri_and_a_changed_one_is_refused(root, tmp_path):
+    base = {"local": str(tmp_path), "file": tmp_path.as_uri(), "memory": f"memory://{tmp_path.name}"}[root]
+    rows = [{"id": "1", "timestamp": None, "slice": "s", "prompt": "What is 2 + 2?", "reference": "4"}]
+    ref = write_dataset(rows, f"{base}/stage/key/p.parquet", PROMPTS)
+    assert ref.uri.startswith(base) and ref.rows == 1
+    assert read_dataset(ref) == rows
+    again = write_dataset(rows, f"{base}/elsewhere/p.parquet", PROMPTS)
+    assert again.digest == ref.digest  # identity is content, not place
+    write_dataset([], ref.uri, PROMPTS)
     with pytest.raises(FileNotFoundError, match="changed since it was written"):
         read_dataset(ref)
 
@@ -30,14 +37,3 @@ def test_a_dataset_changed_after_writing_is_refused(tmp_path):
 def test_content_key_and_normalisation():
     assert content_key({"a": 1}, "x") == content_key({"a": 1}, "x") != content_key({"a": 2}, "x")
     assert normalize_text("  What is 3 + 4?  ") == normalize_text("what is 3 + 4") != normalize_text("What is 3 - 4?")
-
-
-def test_a_stage_cache_key_covers_the_project_modules_it_uses():
-    import tasks.filter
-    from tasks.stage import _project_modules
-
-    seen = {}
-    _project_modules(tasks.filter, seen)
-    # an edit to the verifiers or to a dataset schema must invalidate the filter stage's cache
-    assert {"tasks.filter", "tasks.verify", "tasks.schemas", "tasks.stage"} <= set(seen)
-    assert "tasks.train" not in seen  # nor is the cache shared with unrelated stages

@@ -18,3 +18,19 @@ def test_params_are_dotted_and_secrets_never_become_params():
     params = flat_params(Outer())
     assert params == {"name": "demo", "inner.samples": "4", "inner.layers": "[0, 2]"}
     assert "sk-do-not-log" not in str(params)
+
+
+class WithStore(BaseModel):
+    request_store: str = "postgresql://redistill:hunter2-secret@db.internal:5432/llm"
+
+
+def test_passwords_in_urls_are_masked_in_params():
+    params = flat_params(WithStore())
+    assert params == {"request_store": "postgresql://redistill:***@db.internal:5432/llm"}
+
+
+def test_configs_inside_values_become_json_params():
+    from tasks.verifiers import VerifyConfig
+
+    params = flat_params(VerifyConfig())
+    assert '"uppercase": {"kind": "contains", "case_sensitive": true}' in params["by_slice"]

@@ -2,10 +2,11 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from tasks.models import CHATML_WITH_GENERATION, END_OF_TURN, ModelRef, fingerprint_checkpoint
+from tasks.models import CHATML_WITH_GENERATION, END_OF_TURN, model_ref
 from tasks.schemas import TRAINING_ROWS
 from tasks.stage import write_dataset
-from tasks.train import TrainConfig, build_student, layers_to_keep, split_by_prompt, train
+from tasks.student import StudentConfig, build_student, layers_to_keep
+from tasks.train import TrainConfig, split_by_prompt, train
 
 # the template shipped in the GGUF (what the generation-marked one must render identically)
 ORIGINAL_CHATML = (
@@ -18,7 +19,7 @@ ORIGINAL_CHATML = (
 
 @pytest.fixture(scope="module")
 def teacher(tiny_teacher):
-    return ModelRef(path=str(tiny_teacher), fingerprint=fingerprint_checkpoint(tiny_teacher))
+    return model_ref(str(tiny_teacher))
 
 
 def test_tokenizer_stops_at_end_of_turn_and_marks_assistant_tokens(tiny_teacher):
@@ -35,15 +36,15 @@ def test_tokenizer_stops_at_end_of_turn_and_marks_assistant_tokens(tiny_teacher)
 
 
 def test_student_keeps_every_other_layer_and_still_generates(teacher, tmp_path):
-    student = build_student(teacher, TrainConfig(), tmp_path)
-    model = AutoModelForCausalLM.from_pretrained(student.path)
+    student = build_student(StudentConfig(), teacher, str(tmp_path))
+    model = AutoModelForCausalLM.from_pretrained(student.uri)
     assert model.config.num_hidden_layers == 2
     assert [layer.self_attn.layer_idx for layer in model.model.layers] == [0, 1]
-    source = AutoModelForCausalLM.from_pretrained(teacher.path)
+    source = AutoModelForCausalLM.from_pretrained(teacher.uri)
     assert torch.equal(model.model.layers[1].mlp.up_proj.weight, source.model.layers[2].mlp.up_proj.weight)
     out = model.generate(torch.tensor([[1, 2, 3]]), max_new_tokens=3, do_sample=False)
     assert out.shape == (1, 6)
-    assert build_student(teacher, TrainConfig(), tmp_path) == student  # built once per teacher and layers
+    assert build_student(StudentConfig(), teacher, str(tmp_path)) == student  # built once per teacher and layers
 
 
 def test_layers_to_keep():
@@ -78,15 +79,39 @@ def _chat_rows(n: int) -> list[dict]:
 def test_sft_lowers_held_out_loss_and_saves_the_best_adapter(teacher, tmp_path):
     rows = write_dataset(_chat_rows(40), tmp_path / "rows.parquet", TRAINING_ROWS)
     config = TrainConfig(epochs=2, batch_size=4, eval_every_steps=3, learning_rate=2e-3, validation_share=0.2)
-    result = train(config, teacher, rows, tmp_path / "models", tmp_path / "out")
+    result = train(config, teacher, rows, str(tmp_path / "out"))
     metrics = result.report.metrics
     assert metrics["train_rows"] == 32 and metrics["validation_rows"] == 8
     assert metrics["eval_loss_best"] < metrics["eval_loss_before"]
+    assert result.adapter.uri == str(tmp_path / "out" / "adapter")
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["adapter"]  # no checkpoints left behind
     assert (tmp_path / "out" / "adapter" / "adapter_config.json").exists()
-    assert not (tmp_path / "out" / "checkpoints").exists()
 
 
 def test_too_few_rows_is_a_clear_error(teacher, tmp_path):
     rows = write_dataset(_chat_rows(1), tmp_path / "rows.parquet", TRAINING_ROWS)
     with pytest.raises(ValueError, match="1 training rows survived filtering"):
-        train(TrainConfig(), teacher, rows, tmp_path / "models", tmp_path / "out")
+        train(TrainConfig(), teacher, rows, str(tmp_path / "out"))
+
+
+def test_a_student_checkpoint_of_your_own_and_a_served_teacher(teacher, tmp_path):
+    own = build_student(StudentConfig(init="checkpoint", checkpoint=teacher.uri), None, str(tmp_path))
+    assert own.fingerprint == teacher.fingerprint  # starts from exactly that checkpoint
+    with pytest.raises(ValueError, match="set student.prune_from"):
+        build_student(StudentConfig(), None, str(tmp_path))  # served teacher: nothing to prune
+    pruned = build_student(StudentConfig(prune_from=teacher.uri), None, str(tmp_path))
+    assert AutoModelForCausalLM.from_pretrained(pruned.uri).config.num_hidden_layers == 2
+    with pytest.raises(ValueError, match="needs student.checkpoint"):
+        StudentConfig(init="checkpoint")
+
+
+def test_a_chat_template_without_generation_markers_is_refused_before_training(teacher, tmp_path):
+    import shutil
+
+    plain = tmp_path / "plain"
+    shutil.copytree(teacher.uri, plain)
+    tokenizer = AutoTokenizer.from_pretrained(plain)
+    tokenizer.chat_template = ORIGINAL_CHATML
+    tokenizer.save_pretrained(plain)
+    with pytest.raises(ValueError, match="no {% generation %} markers"):
+        build_student(StudentConfig(init="checkpoint", checkpoint=str(plain)), None, str(tmp_path))

@@ -1,39 +1,41 @@
-import pytest
-
-from tasks.verify import VerifyConfig, answer_number, is_correct, slice_labels, verdict
-
-
-@pytest.mark.parametrize(
-    ("answer", "number"),
-    [
-        ("7", "7"),
-        ("3 + 4 = 7.", "7"),
-        ("The sum of 3 and 4 is 7. This is because...", "7"),
-        ("2 + 4 equals 6", "6"),
-        ("Adding them makes 12 in total", "12"),
-        ("No idea.", None),
-    ],
-)
-def test_answer_number_finds_the_stated_result(answer, number):
-    assert answer_number(answer) == number
+from tasks.schemas import ROLLOUTS
+from tasks.stage import read_dataset, write_dataset
+from tasks.verifiers import Number, VerifyConfig
+from tasks.verify import verify
 
 
-def test_methods():
-    assert is_correct("contains", "The capital of France is paris.", "Paris")
-    assert not is_correct("contains", "Parisian food is great", "Paris")  # whole words only
-    assert is_correct("contains_case", "It is APPLE.", "APPLE")
-    assert not is_correct("contains_case", "It is Apple.", "APPLE")
-    assert is_correct("number", "3 + 4 = 7", "7") and not is_correct("number", "3 + 4 = 8", "7")
-    labels = ["negative", "positive"]
-    assert is_correct("label", "Sentiment: Positive. Not negative at all.", "positive", labels)
-    assert not is_correct("label", "Negative, though some positive notes.", "positive", labels)
-    assert not is_correct("label", "Hard to say.", "positive", labels)
+def _rollout(pid: str, index: int, completion: str, slice_name: str = "math", reference: str | None = "7") -> dict:
+    return {
+        "prompt_id": pid,
+        "slice": slice_name,
+        "prompt": "What is 3 + 4?",
+        "reference": reference,
+        "sample_index": index,
+        "teacher": "t",
+        "completion": completion,
+        "finish_reason": "stop",
+        "prompt_tokens": 5,
+        "completion_tokens": 3,
+    }
 
 
-def test_verdict_is_none_where_a_row_cannot_be_checked():
-    config = VerifyConfig(by_slice={"math": "number"})
-    assert verdict(config, {"slice": "math", "reference": "4"}, "2 + 2 = 4", {}) is True
-    assert verdict(config, {"slice": "chat", "reference": "hi"}, "hello", {}) is None  # no verifier for the slice
-    assert verdict(config, {"slice": "math", "reference": None}, "4", {}) is None  # no reference
-    rows = [{"slice": "s", "reference": "b"}, {"slice": "s", "reference": "a"}, {"slice": "s", "reference": "b"}]
-    assert slice_labels(rows) == {"s": ["a", "b"]}
+def test_one_verdict_per_sample_with_its_reason_and_best_of_n(tmp_path):
+    rows = [
+        _rollout("p", 0, "3 + 4 = 7."),
+        _rollout("p", 1, "3 + 4 = 8."),
+        _rollout("q", 0, "It is 9."),
+        _rollout("r", 0, "Hello!", slice_name="chat", reference=None),
+    ]
+    result = verify(
+        VerifyConfig(by_slice={"math": Number()}), write_dataset(rows, tmp_path / "r.parquet", ROLLOUTS), str(tmp_path)
+    )
+    verdicts = read_dataset(result.verdicts)
+    assert [(v["prompt_id"], v["sample_index"], v["verifier"], v["ok"], v["reason"]) for v in verdicts] == [
+        ("p", 0, "number", True, "number matches"),
+        ("p", 1, "number", False, "stated 8"),
+        ("q", 0, "number", False, "stated 9"),
+        ("r", 0, "none", None, "no verifier for slice chat"),
+    ]
+    metrics = result.report.metrics
+    assert metrics["unverified"] == 1 and metrics["teacher_sample_accuracy"] == 1 / 3
+    assert metrics["prompts_with_a_correct_sample"] == 1 / 2 and metrics["sample_accuracy.math"] == 1 / 3

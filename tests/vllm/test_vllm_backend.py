@@ -2,29 +2,29 @@
 
 import pytest
 
-from tasks.teachers import Ask, SamplingConfig, VLLMConfig, VLLMTeacher
+from tasks.llm.config import SamplingConfig, VLLMConfig
+from tasks.llm.types import Request
+from tasks.llm.vllm_engine import VLLMBackend
 
 
 @pytest.fixture(scope="session")
 def engine(tiny_teacher):
     """One engine for the session: starting it is the slow part."""
     sampling = SamplingConfig(max_new_tokens=8, logprobs=0)
-    return VLLMTeacher(
+    return VLLMBackend(
         str(tiny_teacher), VLLMConfig(max_model_len=512, dtype="bfloat16"), sampling, batch_size=4, seed=0
     )
 
 
-def _sample(engine, asks):
+def _sample(engine, requests):
     done, refused = {}, {}
-    engine.sample(
-        asks, lambda ask, c: done.__setitem__(ask.prompt_id, c), lambda ask, m: refused.__setitem__(ask.prompt_id, m)
-    )
+    engine.sample(requests, lambda r, c: done.__setitem__(r.id, c), lambda r, m: refused.__setitem__(r.id, m))
     return done, refused
 
 
 def test_n_samples_per_ask_with_token_counts_and_logprobs(engine):
     done, refused = _sample(
-        engine, [Ask("a", "What is 1 + 1?", (0, 1, 2)), Ask("b", "Hello", (5,)), Ask("c", "Hi", (0, 1, 2))]
+        engine, [Request("a", "What is 1 + 1?", (0, 1, 2)), Request("b", "Hello", (5,)), Request("c", "Hi", (0, 1, 2))]
     )
     assert refused == {} and [len(done[k]) for k in "abc"] == [3, 1, 3]
     for completion in done["a"]:
@@ -34,7 +34,7 @@ def test_n_samples_per_ask_with_token_counts_and_logprobs(engine):
 
 
 def test_the_same_prompt_samples_the_same(engine):
-    ask = Ask("same", "Name a colour.", (0, 1))
-    first, _ = _sample(engine, [ask])
-    again, _ = _sample(engine, [ask])
+    request = Request("same", "Name a colour.", (0, 1))
+    first, _ = _sample(engine, [request])
+    again, _ = _sample(engine, [request])
     assert [c.text for c in first["same"]] == [c.text for c in again["same"]]

@@ -4,7 +4,9 @@ from email.utils import formatdate
 
 import pytest
 
-from tasks.teachers import ServerConfig, backoff_s, parse_choices, retry_after_s, split_reasoning
+from tasks.llm.config import ServerConfig
+from tasks.llm.openai_server import backoff_s, parse_choices, retry_after_s
+from tasks.llm.types import split_reasoning
 
 
 @pytest.mark.parametrize(

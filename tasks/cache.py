@@ -1,0 +1,131 @@
+"""Caching by content: a stage's cache key and its output folder come from what it computes, never
+from where: configs and the digests of datasets and models, plus the identity of the code it runs.
+
+Code identity is the AST of the stage's module and of every project module it imports (its own
+family, tasks/llm or tasks/verifiers, and the core), without docstrings, comments or field
+descriptions: prose edits invalidate nothing, and an OpenAI-backend edit never retrains the student
+(train imports nothing of the LLM layer).
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import importlib
+import importlib.util
+import inspect
+import json
+import sys
+from types import ModuleType
+from typing import Any
+
+from prefect.cache_policies import CachePolicy
+from prefect.utilities.hashing import hash_objects
+from pydantic import BaseModel
+
+from tasks import storage
+from tasks.refs import DatasetRef, ModelRef
+
+# Parameters that say where things are, not what they are: never part of a cache key, so the same run
+# in two work dirs, or on two machines sharing storage, is the same computation.
+LOCATION_PARAMETERS = ("work_dir", "store")
+
+
+def identity(value: Any) -> Any:
+    """What a value contributes to a cache key: datasets and models by their digest, never their URI."""
+    if isinstance(value, DatasetRef):
+        return value.digest
+    if isinstance(value, ModelRef):
+        return value.fingerprint
+    if isinstance(value, BaseModel):
+        return {name: identity(v) for name, v in value}
+    if isinstance(value, dict):
+        return {str(k): identity(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [identity(v) for v in value]
+    return value
+
+
+def content_key(*parts: Any) -> str:
+    """A short stable hash of configs and refs (by content: see `identity`)."""
+    plain = json.dumps([identity(p) for p in parts], sort_keys=True, default=str)
+    return hashlib.sha256(plain.encode()).hexdigest()[:16]
+
+
+def stage_uri(work_dir: str, stage: str, *inputs: Any) -> str:
+    """Where a stage writes: one folder per content key (its inputs and the code of `tasks.<stage>` and what
+    it imports), so neither two configs nor two versions of the code ever overwrite each other's outputs."""
+    return storage.join(work_dir, stage, content_key(*inputs, code_key(importlib.import_module(f"tasks.{stage}"))))
+
+
+class StageInputs(CachePolicy):
+    """Cache key part: the task's inputs by content, leaving out where things are (LOCATION_PARAMETERS)."""
+
+    def compute_key(self, task_ctx, inputs, flow_parameters, **kwargs) -> str | None:
+        return content_key({name: value for name, value in inputs.items() if name not in LOCATION_PARAMETERS})
+
+
+def module_source(module: ModuleType) -> str:
+    return inspect.getsource(module)
+
+
+def code_text(source: str) -> str:
+    """Python source without its prose: the AST with docstrings, bare strings and `description=` texts
+    removed (line numbers and comments are not in it), so editing prose invalidates nothing."""
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if isinstance(body, list):
+            kept = [s for s in body if not (isinstance(s, ast.Expr) and _is_text(s.value))]
+            node.body = kept or [ast.Pass()]
+        if isinstance(node, ast.Call):
+            node.keywords = [k for k in node.keywords if not (k.arg == "description" and _is_text(k.value))]
+    return ast.dump(tree)
+
+
+def _is_text(node: ast.AST) -> bool:
+    return isinstance(node, ast.Constant) and isinstance(node.value, str)
+
+
+def project_modules(module: ModuleType, seen: dict[str, ModuleType] | None = None) -> dict[str, ModuleType]:
+    """The module and every project module it imports, transitively (read from its import statements,
+    those inside functions too): a stage's own code, its family (tasks/llm, tasks/verifiers) and the core."""
+    seen = {} if seen is None else seen
+    seen[module.__name__] = module
+    for node in ast.walk(ast.parse(module_source(module))):
+        names = [alias.name for alias in node.names] if isinstance(node, ast.Import) else []
+        if isinstance(node, ast.ImportFrom) and node.module:
+            # `from tasks.llm import local` names a module too
+            names += [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+        for name in names:
+            if name.split(".")[0] in ("tasks", "flows") and name not in seen and _is_module(name):
+                project_modules(importlib.import_module(name), seen)
+    return seen
+
+
+def _is_module(name: str) -> bool:
+    """Whether `name` is a module (`tasks.llm.local`), not a name inside one (`tasks.config.Config`)."""
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ModuleNotFoundError:  # the parent is a module, not a package
+        return False
+
+
+class StageCode(CachePolicy):
+    """Cache key part: the code (not the prose) of the task's module and every project module it uses.
+
+    Prefect's TASK_SOURCE hashes only the decorated function; our stages keep their logic in pure
+    functions beside it, and an edit there must invalidate the cache too.
+    """
+
+    def compute_key(self, task_ctx, inputs, flow_parameters, **kwargs) -> str | None:
+        return code_key(sys.modules[task_ctx.task.fn.__module__])
+
+
+def code_key(module: ModuleType) -> str:
+    """The identity of a module's code and the project code it uses (see `project_modules`, `code_text`)."""
+    modules = project_modules(module)
+    return hash_objects(*(code_text(module_source(modules[name])) for name in sorted(modules)))
+
+
+STAGE_CACHE = StageInputs() + StageCode()

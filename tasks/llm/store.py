@@ -1,0 +1,150 @@
+"""The durable request store: every finished LLM request, committed once, found again by its key.
+
+Key: (purpose, request id, sample index, fingerprint). The purpose says who asked (`rollout`,
+`evaluate`, later `judge`, `synthesize`); the fingerprint says what was asked (model identity,
+sampling, system prompt), so a changed model never reuses old answers. The first write of a key
+wins, and each `add` commits before it returns: a crash after it loses nothing, and whatever is
+stored is never asked for again.
+
+Two implementations, one SQL: SQLite in WAL mode for one machine (`sqlite:///path` or a path), and
+PostgreSQL for many workers sharing one store (`postgresql://…`; psycopg is imported only then).
+Stdlib only at import time: vLLM's environment imports the LLM layer.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from pathlib import Path
+
+from tasks.llm.types import Completion
+
+KEY = ("purpose", "request_id", "sample_index", "fingerprint")
+VALUES = ("text", "reasoning", "finish_reason", "prompt_tokens", "completion_tokens", "logprobs")
+COLUMNS = (*KEY, *VALUES, "created_at")
+CREATE = (
+    "CREATE TABLE IF NOT EXISTS requests (purpose TEXT NOT NULL, request_id TEXT NOT NULL,"
+    " sample_index INTEGER NOT NULL, fingerprint TEXT NOT NULL, text TEXT NOT NULL, reasoning TEXT,"
+    " finish_reason TEXT NOT NULL, prompt_tokens INTEGER NOT NULL, completion_tokens INTEGER NOT NULL,"
+    " logprobs TEXT, created_at DOUBLE PRECISION NOT NULL,"
+    " PRIMARY KEY (purpose, fingerprint, request_id, sample_index))"
+)
+CHUNK = 500  # request ids per lookup (SQLite caps bound parameters)
+
+
+class RequestStore:
+    """Stored completions by (purpose, fingerprint, request id, sample index). Subclasses connect."""
+
+    placeholder = "?"
+    create_lock: str | None = None  # a statement that serialises table creation across connections
+
+    def __init__(self, connection, where: str):
+        self.db, self.where = connection, where
+        self._commit(CREATE, [()], before=self.create_lock)
+        found = self._columns()
+        if found != COLUMNS:
+            raise RuntimeError(f"request store {where} has columns {found}, not {COLUMNS}: move it aside")
+
+    def _columns(self) -> tuple[str, ...]:
+        raise NotImplementedError
+
+    def add(self, purpose: str, fingerprint: str, request_id: str, completions: dict[int, Completion]) -> None:
+        """Store finished samples (by sample index) and commit; a key already present keeps its first value."""
+        now = time.time()
+        rows = [
+            (purpose, request_id, index, fingerprint, c.text, c.reasoning, c.finish_reason, c.prompt_tokens,
+             c.completion_tokens, json.dumps(c.logprobs) if c.logprobs is not None else None, now)
+            for index, c in completions.items()
+        ]  # fmt: skip
+        marks = ", ".join([self.placeholder] * len(COLUMNS))
+        self._commit(f"INSERT INTO requests ({', '.join(COLUMNS)}) VALUES ({marks}) ON CONFLICT DO NOTHING", rows)
+
+    def _commit(self, sql: str, rows: list[tuple], before: str | None = None) -> None:
+        """Run a statement for each row in one transaction (not `with connection:`: psycopg's closes it)."""
+        try:
+            cursor = self.db.cursor()
+            if before:
+                cursor.execute(before)
+            cursor.executemany(sql, rows)
+            self.db.commit()
+        except BaseException:
+            self.db.rollback()
+            raise
+
+    def get(self, purpose: str, fingerprint: str, request_ids: list[str]) -> dict[tuple[str, int], Completion]:
+        """Stored samples of these requests, keyed by (request id, sample index)."""
+        found = {}
+        p = self.placeholder
+        for start in range(0, len(request_ids), CHUNK):
+            chunk = request_ids[start : start + CHUNK]
+            cursor = self.db.cursor()
+            cursor.execute(
+                f"SELECT request_id, sample_index, {', '.join(VALUES)} FROM requests"
+                f" WHERE purpose = {p} AND fingerprint = {p} AND request_id IN ({', '.join([p] * len(chunk))})",
+                [purpose, fingerprint, *chunk],
+            )
+            for request_id, index, text, reasoning, finish, prompt_tokens, completion_tokens, logprobs in cursor:
+                found[(request_id, index)] = Completion(
+                    text,
+                    finish,
+                    prompt_tokens,
+                    completion_tokens,
+                    reasoning,
+                    json.loads(logprobs) if logprobs else None,
+                )
+        self.db.commit()  # end the read transaction (PostgreSQL would hold it open)
+        return found
+
+    def close(self) -> None:
+        self.db.close()
+
+
+class SqliteStore(RequestStore):
+    """One machine: a SQLite file in WAL mode (readers never block the writer)."""
+
+    def __init__(self, path: Path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(path, timeout=30)
+        db.execute("PRAGMA journal_mode=WAL")
+        super().__init__(db, str(path))
+
+    def _columns(self) -> tuple[str, ...]:
+        return tuple(row[1] for row in self.db.execute("PRAGMA table_info(requests)"))
+
+
+class PostgresStore(RequestStore):
+    """Many workers: one PostgreSQL table; `ON CONFLICT DO NOTHING` keeps the first write of a key."""
+
+    placeholder = "%s"
+    # concurrent CREATE TABLE IF NOT EXISTS can still collide in PostgreSQL's catalog: one at a time
+    create_lock = "SELECT pg_advisory_xact_lock(20261130)"
+
+    def __init__(self, url: str):
+        import psycopg
+
+        super().__init__(psycopg.connect(url), url.split("@")[-1])
+
+    def _columns(self) -> tuple[str, ...]:
+        cursor = self.db.cursor()
+        cursor.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = 'requests'"
+            " AND table_schema = current_schema() ORDER BY ordinal_position"
+        )
+        columns = tuple(name for (name,) in cursor)
+        self.db.commit()
+        return columns
+
+
+def open_store(url: str) -> RequestStore:
+    """The store at `url`: `postgresql://…` (or `postgres://…`), `sqlite:///path`, or a plain path."""
+    if url.startswith(("postgresql://", "postgres://")):
+        return PostgresStore(url)
+    return SqliteStore(Path(url.removeprefix("sqlite:///") if url.startswith("sqlite:///") else url))
+
+
+def default_store_url(work_dir: str) -> str:
+    """A SQLite store under a local work dir; a remote work dir needs an explicit (shared) store."""
+    if "://" in work_dir and not work_dir.startswith("file://"):
+        raise ValueError(f"work_dir {work_dir} is not on this machine: set request_store (a postgresql:// URL)")
+    return str(Path(work_dir.removeprefix("file://")).resolve() / "llm" / "requests.sqlite")

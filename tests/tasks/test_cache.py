@@ -1,0 +1,44 @@
+import tasks.evaluate
+import tasks.filter
+import tasks.rollout
+import tasks.train
+from tasks.cache import StageInputs, code_text, project_modules
+from tasks.refs import DatasetRef, ModelRef
+
+
+def test_cache_keys_hold_contents_not_places():
+    here = DatasetRef(uri="/work/a/rollout/x/rollouts.parquet", rows=3, digest="d1")
+    there = DatasetRef(uri="s3://bucket/b/rollout/y/rollouts.parquet", rows=3, digest="d1")
+    other = DatasetRef(uri=here.uri, rows=3, digest="d2")
+    model = ModelRef(uri="/work/a/models/student", fingerprint="f1")
+    key = StageInputs().compute_key
+    base = key(None, {"rows": here, "base": model, "work_dir": "/work/a", "store": "/work/a/llm.sqlite"}, {})
+    moved = key(None, {"rows": there, "base": model.model_copy(update={"uri": "file:///x"}), "work_dir": "s3://b"}, {})
+    assert base == moved  # the same computation in another work dir, or on another machine
+    assert base != key(None, {"rows": other, "base": model, "work_dir": "/work/a"}, {})
+    assert base != key(None, {"rows": here, "base": model.model_copy(update={"fingerprint": "f2"})}, {})
+
+
+def test_code_identity_ignores_prose_but_not_code():
+    code = '''
+def verify(answer: str) -> bool:
+    """Whether the answer is right."""
+    limit = Field(3, description="How many.")  # why three
+    return answer.strip() == "7"
+'''
+    reworded = code.replace("Whether the answer is right.", "True when right.").replace("# why three", "# see notes")
+    redescribed = code.replace("How many.", "How many answers, at most.")
+    changed = code.replace('"7"', '"8"')
+    assert code_text(code) == code_text(reworded) == code_text(redescribed)
+    assert code_text(code) != code_text(changed)
+
+
+def test_a_stage_cache_key_covers_its_own_family_and_no_other():
+    filter_code, train_code = project_modules(tasks.filter), project_modules(tasks.train)
+    rollout_code, evaluate_code = project_modules(tasks.rollout), project_modules(tasks.evaluate)
+    assert {"tasks.filter", "tasks.schemas", "tasks.stage", "tasks.storage"} <= set(filter_code)
+    assert "tasks.train" not in filter_code  # nor is the cache shared with unrelated stages
+    # an OpenAI-backend edit re-asks nothing it need not: the rollout and the teacher's scores, never training
+    assert "tasks.llm.openai_server" in rollout_code and "tasks.llm.openai_server" in evaluate_code
+    assert not [name for name in train_code if name.startswith("tasks.llm")]
+    assert {"tasks.verifiers", "tasks.verifiers.number", "tasks.verifiers.text"} <= set(evaluate_code)
