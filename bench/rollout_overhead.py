@@ -17,6 +17,7 @@ from pathlib import Path
 from _setup import demo_prompts, embedded_teacher
 
 from infra.local import VLLMServer, vllm_python
+from tasks import storage
 from tasks.llm.config import LLMConfig, SamplingConfig, ServerConfig
 from tasks.llm.local import chat_prompts
 from tasks.llm.store import open_store
@@ -123,7 +124,7 @@ def main(n_prompts: int = 16) -> None:
     if not vllm_python().exists():
         print("server  (skipped: no .venv-vllm; `make vllm-env`)")
         return
-    server = VLLMServer(Path(checkpoint.uri), scratch / "vllm").start()
+    server = VLLMServer(storage.local_folder(checkpoint.uri), scratch / "vllm").start()
     try:
         remote = LLMConfig(
             backend="openai", model="teacher", sampling=sampling, server=ServerConfig(base_url=server.base_url)

@@ -22,6 +22,7 @@ from pathlib import Path
 from _setup import ROOT, demo_prompts, embedded_teacher
 
 from infra.local import VLLMServer
+from tasks import storage
 from tasks.llm.config import LLMConfig
 from tasks.llm.store import open_store
 from tasks.refs import DatasetRef
@@ -54,7 +55,7 @@ def main(n_prompts: int = 96) -> None:
     scratch = Path(tempfile.mkdtemp(prefix="rollout-resume-"))
     checkpoint = embedded_teacher()
     prompts = demo_prompts(n_prompts, scratch / "prompts.parquet")
-    server = VLLMServer(Path(checkpoint.uri), scratch / "vllm").start()
+    server = VLLMServer(storage.local_folder(checkpoint.uri), scratch / "vllm").start()
     proxy = CountingProxy(server.base_url.removesuffix("/v1"))
     try:
         teacher = LLMConfig(

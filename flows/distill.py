@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from prefect import flow
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
+from tasks import storage
 from tasks.config import Config
 from tasks.dedup import DedupConfig, dedup_rollouts
 from tasks.evaluate import EvaluateConfig, ModelScore, evaluate_models
@@ -12,11 +13,9 @@ from tasks.export import ExportConfig, export_student
 from tasks.filter import FilterConfig, filter_rollouts
 from tasks.gate import GateConfig, Promotion, promote_student
 from tasks.llm.config import LLMConfig
-from tasks.llm.store import default_store_url
 from tasks.redact import RedactConfig, redact_prompts
 from tasks.rollout import RolloutConfig, rollout_teacher
 from tasks.source import SourceConfig, log_digest, source_prompts
-from tasks.storage import canonical
 from tasks.student import StudentConfig, prepare_student
 from tasks.teacher import prepare_teacher
 from tasks.tracking import TrackingConfig, flat_params, log_stage, tracked_run
@@ -49,6 +48,24 @@ class DistillConfig(Config):
     gate: GateConfig = GateConfig()
     tracking: TrackingConfig = TrackingConfig()
 
+    @model_validator(mode="after")
+    def _sections_fit_together(self):
+        """Mistakes that would otherwise surface stages later, after the teacher was paid."""
+        if self.student.init == "prune" and not self.student.prune_from and not self.teacher.has_checkpoint:
+            raise ValueError(
+                "student.init 'prune' needs weights to prune, and a served teacher (teacher.backend 'openai') has "
+                "none here: set student.prune_from to a local copy of its checkpoint, or use student.init 'checkpoint'"
+            )
+        if not storage.is_local(self.work_dir) and self.request_store is None:
+            raise ValueError(f"work_dir {self.work_dir} is not on this machine: set request_store (postgresql://…)")
+        return self
+
+    def request_store_url(self) -> str:
+        """The configured store, else SQLite under the (local) work dir."""
+        return self.request_store or str(
+            storage.local_path(storage.canonical(self.work_dir)) / "llm" / "requests.sqlite"
+        )
+
 
 class DistillSummary(BaseModel):
     """What a run produced, for the closing table."""
@@ -66,8 +83,7 @@ class DistillSummary(BaseModel):
 @flow(name="distill")
 def distill(config: DistillConfig = DistillConfig()) -> DistillSummary:
     """Distil the teacher into a smaller, quantized student from a prompt log."""
-    cfg, work = config, canonical(config.work_dir)
-    store = cfg.request_store or default_store_url(work)
+    cfg, work, store = config, storage.canonical(config.work_dir), config.request_store_url()
     with tracked_run(cfg.tracking, work, flat_params(cfg), cfg.run_name) as run:
         label_slices = cfg.verify.slices_needing_labels()
         sourced = log_stage(run, source_prompts(cfg.source, label_slices, log_digest(cfg.source.path), work))

@@ -24,6 +24,7 @@ from prefect.utilities.hashing import hash_objects
 from pydantic import BaseModel
 
 from tasks import storage
+from tasks.config import PLACE
 from tasks.refs import DatasetRef, ModelRef
 
 # Parameters that say where things are, not what they are: never part of a cache key, so the same run
@@ -32,13 +33,15 @@ LOCATION_PARAMETERS = ("work_dir", "store")
 
 
 def identity(value: Any) -> Any:
-    """What a value contributes to a cache key: datasets and models by their digest, never their URI."""
+    """What a value contributes to a cache key: datasets and models by their digest, never their URI; configs
+    without their PLACE fields."""
     if isinstance(value, DatasetRef):
         return value.digest
     if isinstance(value, ModelRef):
         return value.fingerprint
     if isinstance(value, BaseModel):
-        return {name: identity(v) for name, v in value}
+        fields = type(value).model_fields
+        return {name: identity(v) for name, v in value if fields[name].json_schema_extra != PLACE}
     if isinstance(value, dict):
         return {str(k): identity(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
@@ -74,9 +77,8 @@ def code_text(source: str) -> str:
     removed (line numbers and comments are not in it), so editing prose invalidates nothing."""
     tree = ast.parse(source)
     for node in ast.walk(tree):
-        body = getattr(node, "body", None)
-        if isinstance(body, list):
-            kept = [s for s in body if not (isinstance(s, ast.Expr) and _is_text(s.value))]
+        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
+            kept = [s for s in node.body if not (isinstance(s, ast.Expr) and _is_text(s.value))]
             node.body = kept or [ast.Pass()]
         if isinstance(node, ast.Call):
             node.keywords = [k for k in node.keywords if not (k.arg == "description" and _is_text(k.value))]

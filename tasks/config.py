@@ -2,6 +2,11 @@
 
 from pydantic import BaseModel, ConfigDict
 
+# Marks a field that says where something is, or how patiently it is reached, not what is computed (a log's
+# path, a server's URL, timeouts): cache keys leave it out (tasks.cache.identity), so moving a log or
+# raising a timeout recomputes nothing. What the field points at enters the key by its digest instead.
+PLACE = {"cache_key": False}
+
 
 class Config(BaseModel):
     """An unknown key is an error, not silently ignored: a typo in a YAML file would otherwise run with

@@ -4,7 +4,8 @@ Greedy answers to every held-out prompt, judged by the slices' verifiers (tasks.
 task metric per slice and overall, and the transfer ratio student / teacher. The teacher answers
 through the LLM layer, so a served teacher is scored through its server, and its answers are kept
 in the durable store (purpose `evaluate`): a rerun does not pay for them again. Speed: single-prompt
-latency and tokens/s over the first `latency_prompts` prompts, one at a time, as one user sees it.
+latency and tokens/s over the first `latency_prompts` prompts, one at a time, as one user sees it
+(these timing requests go to the model each time: `latency_prompts: 0` spares a paid teacher).
 Output `answers.parquet` (schemas.ANSWERS) and the score table in the result.
 """
 

@@ -26,7 +26,7 @@ from pydantic import Field
 
 from tasks import storage
 from tasks.cache import STAGE_CACHE, stage_uri
-from tasks.config import Config
+from tasks.config import PLACE, Config
 from tasks.refs import DatasetRef
 from tasks.schemas import PROMPTS, QUARANTINE
 from tasks.stage import StageReport, StageResult, Timer, normalize_text, write_dataset
@@ -37,6 +37,7 @@ class SourceConfig(Config):
 
     path: str = Field(
         "data/demo_traffic.jsonl",
+        json_schema_extra=PLACE,  # the log enters cache keys by its digest
         description="Prompt log: a local .jsonl, .parquet or .csv file with `prompt` and `slice` columns, "
         "optionally `id`, `timestamp` (ISO 8601) and `reference`. `redistill demo-data` writes one.",
     )

@@ -47,7 +47,7 @@ def read_dataset(ref: DatasetRef) -> list[dict]:
     if not storage.exists(ref.uri) or storage.digest(ref.uri) != ref.digest:
         raise FileNotFoundError(
             f"{ref.uri} is missing or changed since it was written (a cached result points at it): "
-            "delete the work dir's stage folder and rerun with --refresh-cache"
+            "rerun with --refresh-cache"
         )
     return storage.read_table(ref.uri).to_pylist()
 

@@ -82,19 +82,6 @@ def read_table(uri: str):
         return pq.read_table(f)
 
 
-def write_text(text: str, uri: str) -> None:
-    fs, path = _fs(uri)
-    fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
-    with fs.open(path, "w") as f:
-        f.write(text)
-
-
-def read_text(uri: str) -> str:
-    fs, path = _fs(uri)
-    with fs.open(path, "r") as f:
-        return f.read()
-
-
 def local_file(uri: str) -> Path:
     """A local path holding the file at `uri`: the file itself when local, else a temporary copy."""
     if is_local(uri):

@@ -51,7 +51,7 @@ def _client(tracking_uri: str):
     return MlflowClient(tracking_uri=tracking_uri)
 
 
-_URL_PASSWORD = re.compile(r"(://[^/:@\s]+:)[^/@\s]+@")
+_URL_PASSWORD = re.compile(r"(://[^/:@\s]+:)[^/@\s]+@|(password=)[^&\s]+")
 
 
 def flat_params(config: BaseModel, prefix: str = "") -> dict[str, str]:
@@ -66,7 +66,7 @@ def flat_params(config: BaseModel, prefix: str = "") -> dict[str, str]:
             params.update(flat_params(value, key + "."))
         else:
             text = value if isinstance(value, str) else json.dumps(value, default=_plain)
-            params[key] = _URL_PASSWORD.sub(r"\1***@", text)
+            params[key] = _URL_PASSWORD.sub(lambda m: f"{m[1]}***@" if m[1] else f"{m[2]}***", text)
     return params
 
 
@@ -126,12 +126,17 @@ def log_markdown(run: Run, name: str, markdown: str) -> None:
 def log_dataset(run: Run, ref: DatasetRef, name: str, context: str) -> None:
     """Record a dataset as a run input: its source and digest (never its rows)."""
     from mlflow.data.dataset_source_registry import resolve_dataset_source
+    from mlflow.data.http_dataset_source import HTTPDatasetSource
     from mlflow.data.meta_dataset import MetaDataset
     from mlflow.entities import DatasetInput, InputTag
+    from mlflow.exceptions import MlflowException
 
     with warnings.catch_warnings():  # MLflow registers its local-file source twice and warns about its own duplicate
         warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted in multiple ways")
-        source = resolve_dataset_source(ref.uri)
+        try:
+            source = resolve_dataset_source(ref.uri)
+        except MlflowException:  # a protocol MLflow has no source type for (memory://): keep the URI as it is
+            source = HTTPDatasetSource(ref.uri)
     dataset = MetaDataset(source, name=name, digest=ref.digest[:16])
     tag = InputTag(key="mlflow.data.context", value=context)
     _client(run.tracking_uri).log_inputs(run.run_id, datasets=[DatasetInput(dataset._to_mlflow_entity(), tags=[tag])])

@@ -1,4 +1,5 @@
-"""The parts that run elsewhere: the compose file (no Docker engine here, so linted) and the deployment."""
+"""The shape of the project: the compose file (no Docker engine here, so linted), the deployment, and the
+direction of imports (stages import the core and their own family, never each other)."""
 
 from pathlib import Path
 

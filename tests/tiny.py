@@ -2,6 +2,14 @@
 
 from pathlib import Path
 
+# the template shipped in the GGUF (what the generation-marked one must render identically)
+ORIGINAL_CHATML = (
+    "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
+    "{{ '<|im_start|>system\\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\\n' }}"
+    "{% endif %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
+
 
 def build_tiny_teacher(out_dir: Path, layers: int = 4, seed: int = 0) -> Path:
     """Llama-shaped: hidden 128 (AWQ's group 32 divides it), 2 heads of 64 (a width vLLM's CPU attention

@@ -47,6 +47,8 @@ def make_backend(config: LLMConfig, checkpoint: ModelRef | None) -> Backend:
 
             path = str(storage.local_folder(checkpoint.uri))
             return VLLMBackend(path, config.vllm, config.sampling, config.batch_size, config.seed)
+        case other:
+            raise ValueError(f"unknown backend {other!r}")
 
 
 @dataclass
@@ -116,9 +118,12 @@ def ask(
     todo = missing_samples(ids, n, store.get(purpose, key, ids))
 
     def on_done(request: Request, completions: list[Completion]) -> None:
-        store.add(purpose, key, request.id, dict(zip(request.indices, completions, strict=True)))  # committed first
+        # committed first; a server that ignores `n` returns fewer: keep those, say so, never crash the retry loop
+        store.add(purpose, key, request.id, dict(zip(request.indices, completions, strict=False)))
         spend.add(completions)
         on_progress(len(completions))
+        if len(completions) < len(request.indices):
+            refused[request.id] = f"returned {len(completions)} of the {len(request.indices)} samples asked for"
 
     def on_rejected(request: Request, message: str) -> None:
         refused[request.id] = message

@@ -7,10 +7,10 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from tasks.config import Config
+from tasks.config import PLACE, Config
 from tasks.refs import EMBEDDED
 
-Backend = Literal["local", "openai", "vllm"]
+BackendName = Literal["local", "openai", "vllm"]
 
 
 class SamplingConfig(Config):
@@ -28,16 +28,30 @@ class SamplingConfig(Config):
 class ServerConfig(Config):
     """Where an OpenAI-compatible server lives and how patiently it is asked."""
 
-    base_url: str = Field("http://127.0.0.1:8000/v1", description="The server's /v1 root.")
-    api_key_env: str | None = Field("OPENAI_API_KEY", description="Environment variable holding the API key.")
-    api_key_secret_block: str | None = Field(
-        None, description="Prefect Secret block holding the API key (used before the environment variable)."
+    # where and how patiently: none of it changes an answer, so none of it is in a cache key (PLACE)
+    base_url: str = Field("http://127.0.0.1:8000/v1", description="The server's /v1 root.", json_schema_extra=PLACE)
+    api_key_env: str | None = Field(
+        "OPENAI_API_KEY", description="Environment variable holding the API key.", json_schema_extra=PLACE
     )
-    max_concurrency: int = Field(8, ge=1, description="Requests in flight at once.")
-    request_timeout_s: float = Field(120, gt=0, description="Seconds one request may take.")
-    max_retries: int = Field(6, ge=0, description="Retries of one request on 429, 5xx, timeouts and lost connections.")
-    backoff_s: float = Field(1.0, gt=0, description="First retry delay; doubles each retry, with +-50% jitter.")
-    backoff_max_s: float = Field(30.0, gt=0, description="Longest retry delay (a Retry-After header is honoured).")
+    api_key_secret_block: str | None = Field(
+        None,
+        description="Prefect Secret block holding the API key (used before the environment variable).",
+        json_schema_extra=PLACE,
+    )
+    max_concurrency: int = Field(8, ge=1, description="Requests in flight at once.", json_schema_extra=PLACE)
+    request_timeout_s: float = Field(120, gt=0, description="Seconds one request may take.", json_schema_extra=PLACE)
+    max_retries: int = Field(
+        6,
+        ge=0,
+        description="Retries of one request on 429, 5xx, timeouts and lost connections.",
+        json_schema_extra=PLACE,
+    )
+    backoff_s: float = Field(
+        1.0, gt=0, description="First retry delay; doubles each retry, with +-50% jitter.", json_schema_extra=PLACE
+    )
+    backoff_max_s: float = Field(
+        30.0, gt=0, description="Longest retry delay (a Retry-After header is honoured).", json_schema_extra=PLACE
+    )
 
 
 class VLLMConfig(Config):
@@ -52,7 +66,7 @@ class VLLMConfig(Config):
 class LLMConfig(Config):
     """One model behind one backend: which model, where it runs, how it samples, what it costs."""
 
-    backend: Backend = Field(
+    backend: BackendName = Field(
         "local",
         description="`local`: transformers in this process (CPU default); `openai`: an OpenAI-compatible server "
         "(see `server`); `vllm`: vLLM's offline engine on this worker (see `vllm`).",

@@ -44,6 +44,7 @@ class RequestStore:
         self._commit(CREATE, [()], before=self.create_lock)
         found = self._columns()
         if found != COLUMNS:
+            self.db.close()
             raise RuntimeError(f"request store {where} has columns {found}, not {COLUMNS}: move it aside")
 
     def _columns(self) -> tuple[str, ...]:
@@ -75,26 +76,29 @@ class RequestStore:
     def get(self, purpose: str, fingerprint: str, request_ids: list[str]) -> dict[tuple[str, int], Completion]:
         """Stored samples of these requests, keyed by (request id, sample index)."""
         found = {}
-        p = self.placeholder
-        for start in range(0, len(request_ids), CHUNK):
-            chunk = request_ids[start : start + CHUNK]
-            cursor = self.db.cursor()
-            cursor.execute(
-                f"SELECT request_id, sample_index, {', '.join(VALUES)} FROM requests"
-                f" WHERE purpose = {p} AND fingerprint = {p} AND request_id IN ({', '.join([p] * len(chunk))})",
-                [purpose, fingerprint, *chunk],
-            )
-            for request_id, index, text, reasoning, finish, prompt_tokens, completion_tokens, logprobs in cursor:
-                found[(request_id, index)] = Completion(
-                    text,
-                    finish,
-                    prompt_tokens,
-                    completion_tokens,
-                    reasoning,
-                    json.loads(logprobs) if logprobs else None,
-                )
-        self.db.commit()  # end the read transaction (PostgreSQL would hold it open)
+        try:
+            for start in range(0, len(request_ids), CHUNK):
+                found |= self._select(purpose, fingerprint, request_ids[start : start + CHUNK])
+            self.db.commit()  # end the read transaction (PostgreSQL would hold it open)
+        except BaseException:
+            self.db.rollback()  # a failed PostgreSQL transaction would refuse every later statement
+            raise
         return found
+
+    def _select(self, purpose: str, fingerprint: str, request_ids: list[str]) -> dict[tuple[str, int], Completion]:
+        p = self.placeholder
+        cursor = self.db.cursor()
+        cursor.execute(
+            f"SELECT request_id, sample_index, {', '.join(VALUES)} FROM requests"
+            f" WHERE purpose = {p} AND fingerprint = {p} AND request_id IN ({', '.join([p] * len(request_ids))})",
+            [purpose, fingerprint, *request_ids],
+        )
+        return {
+            (request_id, index): Completion(
+                text, finish, prompt_tokens, completion_tokens, reasoning, json.loads(logprobs) if logprobs else None
+            )
+            for request_id, index, text, reasoning, finish, prompt_tokens, completion_tokens, logprobs in cursor
+        }
 
     def close(self) -> None:
         self.db.close()
@@ -123,7 +127,7 @@ class PostgresStore(RequestStore):
     def __init__(self, url: str):
         import psycopg
 
-        super().__init__(psycopg.connect(url), url.split("@")[-1])
+        super().__init__(psycopg.connect(url), url.split("@")[-1].split("?")[0])  # no credentials in notes
 
     def _columns(self) -> tuple[str, ...]:
         cursor = self.db.cursor()
@@ -140,11 +144,6 @@ def open_store(url: str) -> RequestStore:
     """The store at `url`: `postgresql://…` (or `postgres://…`), `sqlite:///path`, or a plain path."""
     if url.startswith(("postgresql://", "postgres://")):
         return PostgresStore(url)
-    return SqliteStore(Path(url.removeprefix("sqlite:///") if url.startswith("sqlite:///") else url))
-
-
-def default_store_url(work_dir: str) -> str:
-    """A SQLite store under a local work dir; a remote work dir needs an explicit (shared) store."""
-    if "://" in work_dir and not work_dir.startswith("file://"):
-        raise ValueError(f"work_dir {work_dir} is not on this machine: set request_store (a postgresql:// URL)")
-    return str(Path(work_dir.removeprefix("file://")).resolve() / "llm" / "requests.sqlite")
+    if "://" in url and not url.startswith("sqlite:///"):
+        raise ValueError(f"request store {url.split('://')[0]}://…: use a postgresql:// URL, sqlite:///path or a path")
+    return SqliteStore(Path(url.removeprefix("sqlite:///")))

@@ -34,8 +34,12 @@ class Number(Config):
     tolerance: float = Field(0.0, ge=0, description="Largest absolute difference still counted right.")
 
     def verify(self, answer: str, row: dict) -> Verdict:
+        try:
+            expected = float(row["reference"])
+        except ValueError:
+            return Verdict.of(False, "reference is not a number")
         stated = answer_number(answer)
         if stated is None:
             return Verdict.of(False, "no number stated")
-        ok = abs(float(stated) - float(row["reference"])) <= self.tolerance
+        ok = abs(float(stated) - expected) <= self.tolerance
         return Verdict.of(ok, "number matches" if ok else f"stated {stated}")

@@ -38,3 +38,13 @@ def test_an_unknown_key_in_the_file_is_an_error_not_a_silent_default(tmp_path, c
     (tmp_path / "c.yaml").write_text("teacher:\n  temperature: 0.9\n")  # belongs under teacher.sampling
     assert main(["run", "--config", str(tmp_path / "c.yaml")]) == 2
     assert "teacher.temperature" in capsys.readouterr().err
+
+
+def test_sections_that_do_not_fit_together_are_refused_before_anything_runs(tmp_path, capsys):
+    served = ["run", "--teacher.backend", "openai", "--teacher.model", "big-teacher"]
+    assert main(served) == 2
+    assert "set student.prune_from" in capsys.readouterr().err  # nothing to prune: said before any rollout
+    assert main([*served, "--student.init", "checkpoint"]) == 2
+    assert "needs student.checkpoint" in capsys.readouterr().err
+    assert main(["run", "--work_dir", "memory://shared/work"]) == 2
+    assert "set request_store" in capsys.readouterr().err

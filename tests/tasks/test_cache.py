@@ -42,3 +42,21 @@ def test_a_stage_cache_key_covers_its_own_family_and_no_other():
     assert "tasks.llm.openai_server" in rollout_code and "tasks.llm.openai_server" in evaluate_code
     assert not [name for name in train_code if name.startswith("tasks.llm")]
     assert {"tasks.verifiers", "tasks.verifiers.number", "tasks.verifiers.text"} <= set(evaluate_code)
+
+
+def test_where_a_thing_is_and_how_patiently_it_is_reached_are_not_in_the_key():
+    from tasks.llm.config import LLMConfig, SamplingConfig, ServerConfig
+    from tasks.source import SourceConfig
+
+    key = StageInputs().compute_key
+    assert key(None, {"config": SourceConfig(path="/a/log.jsonl")}, {}) == key(
+        None, {"config": SourceConfig(path="/b/moved.jsonl")}, {}
+    )  # the log enters by its digest
+    served = LLMConfig(backend="openai", model="m", server=ServerConfig(base_url="http://a/v1"))
+    elsewhere = served.model_copy(
+        update={"server": ServerConfig(base_url="http://b/v1", max_concurrency=64, request_timeout_s=9, max_retries=0)}
+    )
+    assert key(None, {"teacher": served}, {}) == key(None, {"teacher": elsewhere}, {})
+    hotter = served.model_copy(update={"sampling": SamplingConfig(temperature=1.0)})
+    assert key(None, {"teacher": served}, {}) != key(None, {"teacher": hotter}, {})  # what is asked still counts
+    assert key(None, {"config": SourceConfig(sample_size=10)}, {}) != key(None, {"config": SourceConfig()}, {})

@@ -109,13 +109,24 @@ def test_time_window_keeps_rows_inside_and_counts_the_rest(demo_log, tmp_path):
     assert result.report.dropped["outside_window"] > 0
 
 
-def test_train_and_held_out_prompts_are_two_datasets_and_labels_come_from_every_row(demo_log, tmp_path):
-    path, _ = demo_log
-    config = SourceConfig(path=str(path), sample_size=40, eval_size=12)
-    result = source(config, ["sentiment"], str(tmp_path))
+def test_train_and_held_out_prompts_are_two_datasets_and_labels_come_from_every_row(tmp_path):
+    rows = [
+        {
+            "id": str(i),
+            "slice": "sentiment",
+            "prompt": f"Review {i}: fine.",
+            "reference": ["positive", "negative"][i % 2],
+        }
+        for i in range(40)
+    ]
+    rows.append({"id": "rare", "slice": "sentiment", "prompt": "Review: meh.", "reference": "neutral"})
+    (tmp_path / "log.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    config = SourceConfig(path=str(tmp_path / "log.jsonl"), sample_size=12, eval_size=6, seed=0)
+    result = source(config, ["sentiment"], str(tmp_path / "out"))
     train, held_out = read_dataset(result.train_prompts), read_dataset(result.eval_prompts)
-    assert len(train) == 40 and len(held_out) == 12
+    assert len(train) == 12 and len(held_out) == 6
     assert not {r["prompt"] for r in train} & {r["prompt"] for r in held_out}
     assert "split" not in train[0]  # no later stage splits again
-    # the label set is the slice's, from every valid row: not from whichever rows a stage has at hand
-    assert result.labels == {"sentiment": ["negative", "positive"]}
+    # the rare label is in neither sample, and still in the label set: computed from every valid row
+    assert "neutral" not in {r["reference"] for r in train + held_out}
+    assert result.labels == {"sentiment": ["negative", "neutral", "positive"]}

@@ -22,11 +22,15 @@ def test_params_are_dotted_and_secrets_never_become_params():
 
 class WithStore(BaseModel):
     request_store: str = "postgresql://redistill:hunter2-secret@db.internal:5432/llm"
+    other_store: str = "postgresql://db.internal/llm?user=r&password=hunter3-secret&sslmode=require"
 
 
 def test_passwords_in_urls_are_masked_in_params():
     params = flat_params(WithStore())
-    assert params == {"request_store": "postgresql://redistill:***@db.internal:5432/llm"}
+    assert params == {
+        "request_store": "postgresql://redistill:***@db.internal:5432/llm",
+        "other_store": "postgresql://db.internal/llm?user=r&password=***&sslmode=require",
+    }
 
 
 def test_configs_inside_values_become_json_params():

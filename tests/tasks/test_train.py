@@ -1,20 +1,11 @@
 import pytest
-import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoTokenizer
 
 from tasks.models import CHATML_WITH_GENERATION, END_OF_TURN, model_ref
 from tasks.schemas import TRAINING_ROWS
 from tasks.stage import write_dataset
-from tasks.student import StudentConfig, build_student, layers_to_keep
 from tasks.train import TrainConfig, split_by_prompt, train
-
-# the template shipped in the GGUF (what the generation-marked one must render identically)
-ORIGINAL_CHATML = (
-    "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
-    "{{ '<|im_start|>system\\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\\n' }}"
-    "{% endif %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
-)
+from tests.tiny import ORIGINAL_CHATML
 
 
 @pytest.fixture(scope="module")
@@ -33,25 +24,6 @@ def test_tokenizer_stops_at_end_of_turn_and_marks_assistant_tokens(tiny_teacher)
     out = tokenizer.apply_chat_template(messages, return_dict=True, return_assistant_tokens_mask=True)
     supervised = [t for t, m in zip(out["input_ids"], out["assistant_masks"], strict=True) if m]
     assert tokenizer.decode(supervised) == "7" + END_OF_TURN
-
-
-def test_student_keeps_every_other_layer_and_still_generates(teacher, tmp_path):
-    student = build_student(StudentConfig(), teacher, str(tmp_path))
-    model = AutoModelForCausalLM.from_pretrained(student.uri)
-    assert model.config.num_hidden_layers == 2
-    assert [layer.self_attn.layer_idx for layer in model.model.layers] == [0, 1]
-    source = AutoModelForCausalLM.from_pretrained(teacher.uri)
-    assert torch.equal(model.model.layers[1].mlp.up_proj.weight, source.model.layers[2].mlp.up_proj.weight)
-    out = model.generate(torch.tensor([[1, 2, 3]]), max_new_tokens=3, do_sample=False)
-    assert out.shape == (1, 6)
-    assert build_student(StudentConfig(), teacher, str(tmp_path)) == student  # built once per teacher and layers
-
-
-def test_layers_to_keep():
-    assert layers_to_keep("every_other", 30) == list(range(0, 30, 2))
-    assert layers_to_keep([5, 0, 5], 6) == [0, 5]
-    with pytest.raises(ValueError, match="does not fit"):
-        layers_to_keep([0, 9], 6)
 
 
 def test_validation_split_keeps_each_prompt_on_one_side():
@@ -92,26 +64,3 @@ def test_too_few_rows_is_a_clear_error(teacher, tmp_path):
     rows = write_dataset(_chat_rows(1), tmp_path / "rows.parquet", TRAINING_ROWS)
     with pytest.raises(ValueError, match="1 training rows survived filtering"):
         train(TrainConfig(), teacher, rows, str(tmp_path / "out"))
-
-
-def test_a_student_checkpoint_of_your_own_and_a_served_teacher(teacher, tmp_path):
-    own = build_student(StudentConfig(init="checkpoint", checkpoint=teacher.uri), None, str(tmp_path))
-    assert own.fingerprint == teacher.fingerprint  # starts from exactly that checkpoint
-    with pytest.raises(ValueError, match="set student.prune_from"):
-        build_student(StudentConfig(), None, str(tmp_path))  # served teacher: nothing to prune
-    pruned = build_student(StudentConfig(prune_from=teacher.uri), None, str(tmp_path))
-    assert AutoModelForCausalLM.from_pretrained(pruned.uri).config.num_hidden_layers == 2
-    with pytest.raises(ValueError, match="needs student.checkpoint"):
-        StudentConfig(init="checkpoint")
-
-
-def test_a_chat_template_without_generation_markers_is_refused_before_training(teacher, tmp_path):
-    import shutil
-
-    plain = tmp_path / "plain"
-    shutil.copytree(teacher.uri, plain)
-    tokenizer = AutoTokenizer.from_pretrained(plain)
-    tokenizer.chat_template = ORIGINAL_CHATML
-    tokenizer.save_pretrained(plain)
-    with pytest.raises(ValueError, match="no {% generation %} markers"):
-        build_student(StudentConfig(init="checkpoint", checkpoint=str(plain)), None, str(tmp_path))

@@ -77,3 +77,12 @@ def test_a_store_with_another_layout_is_refused_not_misread(tmp_path):
         db.execute("CREATE TABLE requests (prompt_id TEXT, sample_index INTEGER, teacher TEXT, completion TEXT)")
     with pytest.raises(RuntimeError, match="move it aside"):
         SqliteStore(tmp_path / "old.sqlite")
+
+
+def test_a_store_url_of_another_kind_is_refused_and_credentials_stay_out_of_notes(postgres_server):
+    with pytest.raises(ValueError, match="use a postgresql:// URL"):
+        open_store("s3://bucket/requests.sqlite")
+    url = postgres_server.get_uri()
+    store = open_store(url.replace("postgresql://postgres:@", "postgresql://postgres:not-shown@"))
+    assert "not-shown" not in store.where
+    store.close()

@@ -37,6 +37,7 @@ def test_each_verifier_says_why():
     assert Number().verify("3 + 4 = 8", _row("7")).reason == "stated 8"
     assert Number().verify("no idea", _row("7")).reason == "no number stated"
     assert Number(tolerance=0.01).verify("pi is 3.14159", _row("3.14")).ok
+    assert Number().verify("It is 7.", _row("seven")).reason == "reference is not a number"  # no crash
     labels = Label(labels=["negative", "positive"])
     assert labels.verify("Sentiment: Positive. Not negative at all.", _row("positive")).ok
     assert labels.verify("Negative, though some positive notes.", _row("positive")).reason == "named negative"

@@ -1,0 +1,54 @@
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from tasks.models import model_ref
+from tasks.student import StudentConfig, build_student, layers_to_keep
+from tests.tiny import ORIGINAL_CHATML
+
+
+@pytest.fixture(scope="module")
+def teacher(tiny_teacher):
+    return model_ref(str(tiny_teacher))
+
+
+def test_student_keeps_every_other_layer_and_still_generates(teacher, tmp_path):
+    student = build_student(StudentConfig(), teacher, str(tmp_path))
+    model = AutoModelForCausalLM.from_pretrained(student.uri)
+    assert model.config.num_hidden_layers == 2
+    assert [layer.self_attn.layer_idx for layer in model.model.layers] == [0, 1]
+    source = AutoModelForCausalLM.from_pretrained(teacher.uri)
+    assert torch.equal(model.model.layers[1].mlp.up_proj.weight, source.model.layers[2].mlp.up_proj.weight)
+    out = model.generate(torch.tensor([[1, 2, 3]]), max_new_tokens=3, do_sample=False)
+    assert out.shape == (1, 6)
+    assert build_student(StudentConfig(), teacher, str(tmp_path)) == student  # built once per teacher and layers
+
+
+def test_layers_to_keep():
+    assert layers_to_keep("every_other", 30) == list(range(0, 30, 2))
+    assert layers_to_keep([5, 0, 5], 6) == [0, 5]
+    with pytest.raises(ValueError, match="does not fit"):
+        layers_to_keep([0, 9], 6)
+
+
+def test_a_student_checkpoint_of_your_own_and_a_served_teacher(teacher, tmp_path):
+    own = build_student(StudentConfig(init="checkpoint", checkpoint=teacher.uri), None, str(tmp_path))
+    assert own.fingerprint == teacher.fingerprint  # starts from exactly that checkpoint
+    with pytest.raises(ValueError, match="set student.prune_from"):
+        build_student(StudentConfig(), None, str(tmp_path))  # served teacher: nothing to prune
+    pruned = build_student(StudentConfig(prune_from=teacher.uri), None, str(tmp_path))
+    assert AutoModelForCausalLM.from_pretrained(pruned.uri).config.num_hidden_layers == 2
+    with pytest.raises(ValueError, match="needs student.checkpoint"):
+        StudentConfig(init="checkpoint")
+
+
+def test_a_chat_template_without_generation_markers_is_refused_before_training(teacher, tmp_path):
+    import shutil
+
+    plain = tmp_path / "plain"
+    shutil.copytree(teacher.uri, plain)
+    tokenizer = AutoTokenizer.from_pretrained(plain)
+    tokenizer.chat_template = ORIGINAL_CHATML
+    tokenizer.save_pretrained(plain)
+    with pytest.raises(ValueError, match="no {% generation %} markers"):
+        build_student(StudentConfig(init="checkpoint", checkpoint=str(plain)), None, str(tmp_path))
