@@ -24,7 +24,7 @@ from tasks.llm.ask import ask, make_backend
 from tasks.llm.config import LLMConfig, SamplingConfig
 from tasks.llm.local import LocalBackend
 from tasks.llm.store import RequestStore, open_store
-from tasks.llm.types import Backend, Completion, Request
+from tasks.llm.types import Backend, Completion, answer_each
 from tasks.models import load_merged, load_model, parameter_count, size_mb
 from tasks.refs import DatasetRef, ModelRef
 from tasks.schemas import ANSWERS
@@ -78,19 +78,9 @@ def accuracy_by_slice(answers: list[dict]) -> dict[str, float]:
 
 
 def answer_all(backend: Backend, rows: list[dict], name: str) -> list[Completion]:
-    """One answer per row from a backend (no store: the models under test are cheap to ask again)."""
+    """Every row's answer from a backend, with a progress line."""
     progress = Progress(f"evaluate {name}", len(rows), unit="prompts")
-    done: dict[str, Completion] = {}
-
-    def on_done(request: Request, completions: list[Completion]) -> None:
-        done[request.id] = completions[0]
-        progress.advance()
-
-    def on_rejected(request: Request, message: str) -> None:
-        raise RuntimeError(f"{name} refused held-out prompt {request.id}: {message}")
-
-    backend.sample([Request(str(i), r["prompt"]) for i, r in enumerate(rows)], on_done, on_rejected)
-    return [done[str(i)] for i in range(len(rows))]
+    return answer_each(backend, [r["prompt"] for r in rows], progress.advance)
 
 
 def measure_speed(backend: Backend, rows: list[dict], prompts: int) -> tuple[float, float]:

@@ -19,7 +19,7 @@ from tasks.cache import STAGE_CACHE, stage_uri
 from tasks.config import Config
 from tasks.llm.config import SamplingConfig
 from tasks.llm.local import LocalBackend
-from tasks.llm.types import Completion, Request
+from tasks.llm.types import Completion, answer_each
 from tasks.models import load_merged, load_model, model_ref, size_mb
 from tasks.refs import DatasetRef, ModelRef
 from tasks.stage import StageReport, StageResult, Timer, read_dataset
@@ -102,11 +102,7 @@ def quantize_awq(model, tokenizer, calibration: list[list[dict]], config: Export
 def check_answers(model, tokenizer, rows: list[dict], config: ExportConfig) -> list[Completion]:
     """Greedy answers to the check prompts."""
     sampling = SamplingConfig(temperature=0.0, top_p=1.0, max_new_tokens=config.max_new_tokens)
-    backend = LocalBackend(model, tokenizer, sampling, config.batch_size, seed=0)
-    done: dict[str, Completion] = {}
-    requests = [Request(str(i), r["prompt"]) for i, r in enumerate(rows)]
-    backend.sample(requests, lambda r, c: done.__setitem__(r.id, c[0]), lambda r, m: None)
-    return [done[str(i)] for i in range(len(rows))]
+    return answer_each(LocalBackend(model, tokenizer, sampling, config.batch_size, seed=0), [r["prompt"] for r in rows])
 
 
 def accuracy(verify: VerifyConfig, rows: list[dict], answers: list[Completion]) -> float | None:

@@ -86,3 +86,21 @@ def by_missing_count(requests: list[Request], batch_size: int) -> Iterator[tuple
 def request_seed(seed: int, request_id: str) -> int:
     """A per-request seed: the same request asked again samples the same (where the backend honours it)."""
     return int(hashlib.sha256(f"{seed}:{request_id}".encode()).hexdigest()[:8], 16) % 2**31
+
+
+def answer_each(
+    backend: Backend, prompts: list[str], on_progress: Callable[[int], None] = lambda n: None
+) -> list[Completion]:
+    """One answer per prompt, in order, straight from a backend: for the models under test, which are
+    cheap to ask again (no store). A refusal is an error: every prompt must be scored."""
+    done: dict[str, Completion] = {}
+
+    def on_done(request: Request, completions: list[Completion]) -> None:
+        done[request.id] = completions[0]
+        on_progress(1)
+
+    def on_rejected(request: Request, message: str) -> None:
+        raise RuntimeError(f"the model refused prompt {int(request.id) + 1} of {len(prompts)}: {message}")
+
+    backend.sample([Request(str(i), p) for i, p in enumerate(prompts)], on_done, on_rejected)
+    return [done[str(i)] for i in range(len(prompts))]

@@ -1,4 +1,5 @@
 import tasks.evaluate
+import tasks.export
 import tasks.filter
 import tasks.rollout
 import tasks.train
@@ -41,6 +42,7 @@ def test_a_stage_cache_key_covers_its_own_family_and_no_other():
     # an OpenAI-backend edit re-asks nothing it need not: the rollout and the teacher's scores, never training
     assert "tasks.llm.openai_server" in rollout_code and "tasks.llm.openai_server" in evaluate_code
     assert not [name for name in train_code if name.startswith("tasks.llm")]
+    assert "tasks.llm.openai_server" not in project_modules(tasks.export)  # nor re-quantizes it
     assert {"tasks.verifiers", "tasks.verifiers.number", "tasks.verifiers.text"} <= set(evaluate_code)
 
 
