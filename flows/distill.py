@@ -6,6 +6,7 @@ from prefect import flow
 from pydantic import BaseModel, Field, model_validator
 
 from tasks import storage
+from tasks.cache import cached
 from tasks.config import Config
 from tasks.dedup import DedupConfig, dedup_rollouts
 from tasks.evaluate import EvaluateConfig, ModelScore, evaluate_models
@@ -86,30 +87,31 @@ def distill(config: DistillConfig = DistillConfig()) -> DistillSummary:
     cfg, work, store = config, storage.canonical(config.work_dir), config.request_store_url()
     with tracked_run(cfg.tracking, work, flat_params(cfg), cfg.run_name) as run:
         label_slices = cfg.verify.slices_needing_labels()
-        sourced = log_stage(run, source_prompts(cfg.source, label_slices, log_digest(cfg.source.path), work))
+        sourced = log_stage(run, cached(source_prompts)(cfg.source, label_slices, log_digest(cfg.source.path), work))
         verify = with_labels(cfg.verify, sourced.labels)
         redacted = log_stage(
             run,
-            redact_prompts(cfg.redact, sourced.train_prompts, sourced.eval_prompts, sourced.quarantine, work),
+            cached(redact_prompts)(cfg.redact, sourced.train_prompts, sourced.eval_prompts, sourced.quarantine, work),
             artifacts=["quarantine"],
         )
         teacher = prepare_teacher(cfg.teacher, work)
         rollouts = log_stage(
-            run, rollout_teacher(cfg.rollout, cfg.teacher, teacher, redacted.train_prompts, store, work)
+            run, cached(rollout_teacher)(cfg.rollout, cfg.teacher, teacher, redacted.train_prompts, store, work)
         )
-        unique = log_stage(run, dedup_rollouts(cfg.dedup, rollouts.rollouts, redacted.eval_prompts, work))
-        verdicts = log_stage(run, verify_rollouts(verify, unique.rollouts, work))
-        kept = log_stage(run, filter_rollouts(cfg.filter, unique.rollouts, verdicts.verdicts, work))
+        unique = log_stage(run, cached(dedup_rollouts)(cfg.dedup, rollouts.rollouts, redacted.eval_prompts, work))
+        verdicts = log_stage(run, cached(verify_rollouts)(verify, unique.rollouts, work))
+        kept = log_stage(run, cached(filter_rollouts)(cfg.filter, unique.rollouts, verdicts.verdicts, work))
         base = prepare_student(cfg.student, teacher, work)
-        trained = log_stage(run, train_student(cfg.train, base, kept.rows, work))
+        trained = log_stage(run, cached(train_student)(cfg.train, base, kept.rows, work))
         scored = log_stage(
             run,
-            evaluate_models(
+            cached(evaluate_models)(
                 cfg.evaluate, verify, cfg.teacher, teacher, base, trained.adapter, redacted.eval_prompts, store, work
             ),
         )
         exported = log_stage(
-            run, export_student(cfg.export, verify, base, trained.adapter, kept.rows, redacted.eval_prompts, work)
+            run,
+            cached(export_student)(cfg.export, verify, base, trained.adapter, kept.rows, redacted.eval_prompts, work),
         )
         tags = {"check_passed": str(exported.check_passed), "quantized": str(exported.quantized)}
         promotion = promote_student(

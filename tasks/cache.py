@@ -16,9 +16,11 @@ import importlib.util
 import inspect
 import json
 import sys
+from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
+from prefect import Task
 from prefect.cache_policies import CachePolicy
 from prefect.utilities.hashing import hash_objects
 from pydantic import BaseModel
@@ -26,6 +28,7 @@ from pydantic import BaseModel
 from tasks import storage
 from tasks.config import PLACE
 from tasks.refs import DatasetRef, ModelRef
+from tasks.stage import log
 
 # Parameters that say where things are, not what they are: never part of a cache key, so the same run
 # in two work dirs, or on two machines sharing storage, is the same computation.
@@ -131,3 +134,29 @@ def code_key(module: ModuleType) -> str:
 
 
 STAGE_CACHE = StageInputs() + StageCode()
+
+
+def outputs_intact(result: BaseModel) -> bool:
+    """Whether every dataset and model folder a stage result names is still there, as it was written."""
+    for value in dict(result).values():
+        if isinstance(value, DatasetRef) and not (
+            storage.exists(value.uri) and storage.digest(value.uri) == value.digest
+        ):
+            return False
+        if isinstance(value, ModelRef) and not storage.folder_complete(value.uri):
+            return False
+    return True
+
+
+def cached(stage_task: Task) -> Callable[..., Any]:
+    """The stage task, served from cache where it can be, but recomputed when the cached result names outputs
+    that are gone (a deleted work dir, say): the next stage never gets a missing file."""
+
+    def run(*args: Any) -> Any:
+        result = stage_task(*args)
+        if outputs_intact(result):
+            return result
+        log(f"{stage_task.name}: the cached outputs are gone; computing them again")
+        return stage_task.with_options(refresh_cache=True)(*args)
+
+    return run

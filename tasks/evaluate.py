@@ -40,7 +40,7 @@ class EvaluateConfig(Config):
 
     max_new_tokens: int = Field(48, ge=1, description="Longest answer, in tokens (greedy decoding).")
     batch_size: int = Field(16, ge=1, description="Prompts per generate call when scoring.")
-    latency_prompts: int = Field(8, ge=0, description="Prompts answered one at a time to time latency and tokens/s.")
+    latency_prompts: int = Field(4, ge=0, description="Prompts answered one at a time to time latency and tokens/s.")
 
 
 class ModelScore(BaseModel):

@@ -43,7 +43,7 @@ class SourceConfig(Config):
     )
     since: datetime | None = Field(None, description="Keep rows at or after this time (naive times are UTC).")
     until: datetime | None = Field(None, description="Keep rows before this time (naive times are UTC).")
-    sample_size: int = Field(160, ge=1, description="Training prompts to sample, stratified by slice.")
+    sample_size: int = Field(128, ge=1, description="Training prompts to sample, stratified by slice.")
     eval_size: int = Field(
         48, ge=0, description="Held-out prompts, split off by prompt text first and stratified by slice."
     )

@@ -234,3 +234,19 @@ def test_rows_added_to_the_log_recompute_everything(runs, demo_log, tmp_path):
     source = config.source.model_copy(update={"path": str(grown)})
     states, written = _rerun(config, work_dir=str(tmp_path / "w"), source=source)
     _assert_recomputed_from("source_prompts", states, written, baseline)
+
+
+def test_a_cached_result_whose_outputs_are_gone_is_computed_again(runs, tmp_path):
+    import shutil
+
+    config, _, _ = runs
+    looser = config.export.model_copy(update={"max_accuracy_drop": 0.2})  # recomputes the export alone
+    states, written = _rerun(config, work_dir=str(tmp_path / "first"), export=looser)
+    assert set(written) == {"export"} and states["export_student"] == "Completed"
+    shutil.rmtree(tmp_path / "first")  # the work dir the cached export points at is deleted
+    state = distill(
+        config.model_copy(update={"work_dir": str(tmp_path / "second"), "export": looser}), return_state=True
+    )
+    assert state.is_completed(), state.message
+    assert state.result().exported_uri.startswith(str(tmp_path / "second"))  # recomputed here, not a dangling ref
+    assert set(_outputs(tmp_path / "second")) == {"export"}
