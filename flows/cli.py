@@ -3,8 +3,9 @@
     redistill demo-data --out data/demo_traffic.jsonl
     redistill run --config my.yaml --rollout.samples_per_prompt 8 --train.epochs 1
 
-Every config field is a flag (`--<section>.<field>`), its value read as YAML (`8`, `null`, `[0, 2]`);
-flags override the file, the file overrides the defaults.
+Every config field is a flag (`--<section>.<field>`). A text field takes its value as it is written
+(`--run_name 2026-11-23`, `--run_name no`); other fields read it as YAML (`8`, `null`, `[0, 2]`,
+`{capitals: contains}`). Flags override the file, the file overrides the defaults.
 """
 
 from __future__ import annotations
@@ -12,36 +13,74 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import types
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ValidationError
 
 
-def _leaf_fields(model: type[BaseModel], prefix: str = "") -> list[tuple[str, str]]:
-    """(dotted name, description) of every non-section field of a config class."""
-    fields = []
+class ConfigFileError(ValueError):
+    """A config file that is missing or not a YAML mapping: said in one line, naming the file."""
+
+
+def _leaf_fields(model: type[BaseModel], prefix: str = "") -> dict[str, tuple[str, Any]]:
+    """{dotted name: (description, type)} of every non-section field of a config class."""
+    fields = {}
     for name, info in model.model_fields.items():
         kind = info.annotation
         if isinstance(kind, type) and issubclass(kind, BaseModel):
-            fields += _leaf_fields(kind, f"{prefix}{name}.")
+            fields |= _leaf_fields(kind, f"{prefix}{name}.")
         else:
-            fields.append((f"{prefix}{name}", info.description or ""))
+            fields[f"{prefix}{name}"] = (info.description or "", kind)
     return fields
 
 
+def _is_text(kind: Any) -> bool:
+    """Whether a field holds text (str, a choice of words, a time, a path, or one of those or None): its flag
+    value is taken as written, not as YAML (`2026-11-23` would become a date, `no` a boolean)."""
+    if get_origin(kind) in (Union, types.UnionType):
+        members = [k for k in get_args(kind) if k is not type(None)]
+        return all(_is_text(k) for k in members)
+    if get_origin(kind) is Literal:
+        return all(isinstance(v, str) for v in get_args(kind))
+    return kind in (str, datetime, Path)
+
+
+def read_config_file(path: str) -> dict[str, Any]:
+    """The YAML mapping in `path`, or ConfigFileError naming the file (and the line and column)."""
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except OSError as e:
+        raise ConfigFileError(f"config file {path}: {e.strerror}") from None
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark
+        raise ConfigFileError(
+            f"config file {path} line {mark.line + 1}, column {mark.column + 1}: not valid YAML ({e.problem})"
+        ) from None
+    except yaml.YAMLError as e:
+        raise ConfigFileError(f"config file {path}: not valid YAML ({e})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigFileError(f"config file {path}: holds a {type(data).__name__}, not a mapping of config sections")
+    return data
+
+
 def build_config(config_file: str | None, overrides: dict[str, str]):
-    """DistillConfig from defaults, then the YAML file, then `section.field: yaml-value` overrides."""
+    """DistillConfig from defaults, then the YAML file, then `section.field: value` overrides."""
     from flows.distill import DistillConfig
 
-    data: dict[str, Any] = (yaml.safe_load(Path(config_file).read_text()) or {}) if config_file else {}
+    fields = _leaf_fields(DistillConfig)
+    data: dict[str, Any] = read_config_file(config_file) if config_file else {}
     for dotted, raw in overrides.items():
         *sections, leaf = dotted.split(".")
         node = data
         for section in sections:
             node = node.setdefault(section, {})
-        node[leaf] = yaml.safe_load(raw)
+        node[leaf] = raw if _is_text(fields[dotted][1]) else yaml.safe_load(raw)
     return DistillConfig.model_validate(data)
 
 
@@ -82,7 +121,10 @@ def _demo_data(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace, overrides: dict[str, str]) -> int:
     try:
         config = build_config(args.config, overrides)
-    except ValidationError as e:
+    except ConfigFileError as e:
+        print(f"redistill: {e}", file=sys.stderr)
+        return 2
+    except (ValidationError, yaml.YAMLError) as e:
         print(f"redistill: invalid config\n{e}", file=sys.stderr)
         return 2
     from prefect.settings import PREFECT_TASKS_REFRESH_CACHE, temporary_settings
@@ -112,10 +154,12 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument(
         "--refresh-cache", action="store_true", help="recompute every stage instead of reusing cached results"
     )
-    options = run.add_argument_group("config fields (each overrides the file; values are YAML)")
-    for dotted, description in _leaf_fields(DistillConfig):
+    options = run.add_argument_group("config fields (each overrides the file; text as written, others as YAML)")
+    for dotted, (description, _) in _leaf_fields(DistillConfig).items():
+        # argparse %-formats help texts: a literal % in a description must be doubled
+        help_text = description.replace("%", "%%")
         options.add_argument(
-            f"--{dotted}", dest=f"set:{dotted}", metavar="VALUE", help=description, default=argparse.SUPPRESS
+            f"--{dotted}", dest=f"set:{dotted}", metavar="VALUE", help=help_text, default=argparse.SUPPRESS
         )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")

@@ -48,3 +48,50 @@ def test_sections_that_do_not_fit_together_are_refused_before_anything_runs(tmp_
     assert "needs student.checkpoint" in capsys.readouterr().err
     assert main(["run", "--work_dir", "memory://shared/work"]) == 2
     assert "set request_store" in capsys.readouterr().err
+
+
+def test_help_lists_every_field_with_its_description(capsys):
+    from flows.cli import _leaf_fields
+    from flows.distill import DistillConfig
+
+    with pytest.raises(SystemExit) as done:
+        main(["run", "--help"])
+    assert done.value.code == 0
+    shown = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    for dotted, (description, _) in _leaf_fields(DistillConfig).items():
+        assert f"--{dotted}" in shown
+        assert " ".join(description.split())[:40] in shown, dotted
+
+
+def test_text_fields_stay_text_and_other_fields_are_yaml():
+    config = build_config(
+        None,
+        {
+            "run_name": "2026-11-23",  # YAML would make it a date
+            "teacher.sampling.system_prompt": "no",  # YAML would make it False
+            "teacher.sampling.temperature": "0.5",
+            "student.keep_layers": "[0, 1]",
+            "verify.by_slice": "{math: number}",
+            "source.since": "2026-11-20T00:00:00",
+        },
+    )
+    assert config.run_name == "2026-11-23" and config.teacher.sampling.system_prompt == "no"
+    assert config.teacher.sampling.temperature == 0.5 and config.student.keep_layers == [0, 1]
+    assert config.verify.by_slice["math"].kind == "number" and config.source.since.day == 20
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        (None, "No such file or directory"),
+        ("rollout:\n  samples_per_prompt: [1\n", "line 3, column 1: not valid YAML"),
+        ("- a list\n- of things\n", "holds a list, not a mapping"),
+    ],
+)
+def test_a_missing_or_broken_config_file_is_one_line_naming_it(tmp_path, capsys, text, says):
+    path = tmp_path / "c.yaml"
+    if text is not None:
+        path.write_text(text)
+    assert main(["run", "--config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(path) in err and says in err and "Traceback" not in err
