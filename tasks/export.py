@@ -112,18 +112,28 @@ def accuracy(verify: VerifyConfig, rows: list[dict], answers: list[Completion]) 
     return sum(checked) / len(checked) if checked else None
 
 
-def check_decision(config: ExportConfig, merged: float | None, exported: float | None, answers: list[Completion]):
-    """(passed, why): the export must answer every prompt and lose at most `max_accuracy_drop`."""
-    if not answers:
+def answered(answers: list[Completion]) -> float:
+    """Share of answers that say anything: the measure where no verifier can score them."""
+    return sum(1 for a in answers if a.text.strip()) / max(len(answers), 1)
+
+
+def check_decision(
+    config: ExportConfig, merged: list[Completion], exported: list[Completion], accuracies: tuple[float | None, ...]
+) -> tuple[bool, str]:
+    """(passed, why): the export may lose at most `max_accuracy_drop` against the merged model, in accuracy by the
+    verifiers (an empty answer is a wrong one), or in the share of prompts answered where nothing is verifiable."""
+    if not exported:
         return True, "no held-out prompts to check it on (source.eval_size 0): reloaded, not scored"
-    if not all(a.text.strip() for a in answers):
-        return False, "the export gave empty answers"
-    if merged is None or exported is None:
-        return True, "answers every check prompt (no verifier to score them)"
+    if not any(a.text.strip() for a in exported):
+        return False, "the export gave only empty answers"
+    before, after = accuracies
+    measure = "accuracy"
+    if before is None or after is None:
+        before, after, measure = answered(merged), answered(exported), "answered share (no verifier)"
     allowed = config.max_accuracy_drop
-    passed = merged - exported <= allowed + 1e-9  # float noise must not fail an equal drop
+    passed = before - after <= allowed + 1e-9  # float noise must not fail an equal drop
     within = "within" if passed else "more than"
-    return passed, f"accuracy {exported:.2f} exported vs {merged:.2f} merged: {within} the allowed drop {allowed:.2f}"
+    return passed, f"{measure} {after:.2f} exported vs {before:.2f} merged: {within} the allowed drop {allowed:.2f}"
 
 
 def export(
@@ -152,7 +162,7 @@ def export(
         del model
         exported_answers = check_answers(*load_model(target), check_rows, config)  # as a user loads it
         merged, exported = accuracy(verify, check_rows, merged_answers), accuracy(verify, check_rows, exported_answers)
-        passed, reason = check_decision(config, merged, exported, exported_answers)
+        passed, reason = check_decision(config, merged_answers, exported_answers, (merged, exported))
     report = StageReport(
         stage="export",
         rows_in=len(check_rows),

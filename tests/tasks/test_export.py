@@ -20,18 +20,32 @@ def test_group_size_must_divide_the_widths():
         check_group_size(LlamaConfig(hidden_size=576, intermediate_size=1536), 128)
 
 
+def _said(*texts: str) -> list[Completion]:
+    return [Completion(t, "stop", 5, len(t.split())) for t in texts]
+
+
 def test_the_check_fails_a_wrong_or_empty_export_that_any_answer_used_to_pass():
     config = ExportConfig(max_accuracy_drop=0.1)
-    answered = [Completion("The capital of Australia is Melbourne.", "stop", 5, 8)]
+    right, wrong = _said("The capital of Australia is Canberra."), _said("The capital of Australia is Melbourne.")
     # "Melbourne" passed the old smoke test: any non-empty answer did. Now it is scored against the merged model.
-    assert check_decision(config, merged=1.0, exported=0.0, answers=answered) == (
+    assert check_decision(config, right, wrong, (1.0, 0.0)) == (
         False,
         "accuracy 0.00 exported vs 1.00 merged: more than the allowed drop 0.10",
     )
-    assert check_decision(config, merged=0.8, exported=0.7, answers=answered)[0] is True
-    assert check_decision(config, merged=0.8, exported=0.8, answers=[Completion(" ", "stop", 5, 0)])[0] is False
-    assert check_decision(config, merged=None, exported=None, answers=answered)[0] is True  # nothing to verify
-    assert check_decision(config, merged=None, exported=None, answers=[])[1].startswith("no held-out prompts")
+    assert check_decision(config, right, wrong, (0.8, 0.7))[0] is True
+    # one empty answer among good ones is a wrong answer, not a broken export; all empty is broken
+    assert check_decision(config, _said("a", "b"), _said("", "b"), (0.35, 0.42))[0] is True
+    assert check_decision(config, _said("a", "b"), _said("", " "), (0.5, 0.5)) == (
+        False,
+        "the export gave only empty answers",
+    )
+    # nothing verifiable: the share of prompts answered is compared instead
+    assert check_decision(config, _said("a", "b"), _said("a", "b"), (None, None))[0] is True
+    assert check_decision(config, _said("a", "b"), _said("a", ""), (None, None)) == (
+        False,
+        "answered share (no verifier) 0.50 exported vs 1.00 merged: more than the allowed drop 0.10",
+    )
+    assert check_decision(config, [], [], (None, None))[1].startswith("no held-out prompts")
 
 
 def test_export_merges_quantizes_to_4_bit_and_is_scored_against_the_merged_model(tiny_teacher, tmp_path):
