@@ -11,6 +11,7 @@ computed here, once, from every valid row of the slice: its distinct reference a
 
 from __future__ import annotations
 
+import codecs
 import csv
 import hashlib
 import json
@@ -70,17 +71,10 @@ def read_records(path: Path) -> Iterator[tuple[int, str, dict | Rejected]]:
     """(1-based row number, raw text of the row, parsed record or why it could not be parsed)."""
     suffix = path.suffix.lower()
     if suffix == ".jsonl":
-        with open(path, encoding="utf-8") as f:
-            for number, line in enumerate(f, start=1):
-                if not line.strip():
-                    continue
-                line = line.rstrip("\n")
-                try:
-                    yield number, line, json.loads(line)
-                except json.JSONDecodeError as e:
-                    yield number, line, Rejected(None, f"not valid JSON: {e.msg} (column {e.colno})")
+        yield from _jsonl_records(path)
     elif suffix == ".csv":
-        with open(path, encoding="utf-8", newline="") as f:
+        # utf-8-sig: a byte-order mark is not part of the first column's name
+        with open(path, encoding="utf-8-sig", newline="") as f:
             for number, record in enumerate(csv.DictReader(f), start=1):
                 yield number, json.dumps(record), {k: v for k, v in record.items() if v not in ("", None)}
     elif suffix == ".parquet":
@@ -88,6 +82,27 @@ def read_records(path: Path) -> Iterator[tuple[int, str, dict | Rejected]]:
             yield number, json.dumps(record, default=str), {k: v for k, v in record.items() if v is not None}
     else:
         raise ValueError(f"{path}: unsupported prompt log format {suffix!r} (use .jsonl, .parquet or .csv)")
+
+
+def _jsonl_records(path: Path) -> Iterator[tuple[int, str, dict | Rejected]]:
+    """JSONL rows decoded one by one: a row with bytes that are not UTF-8 is quarantined (its row and byte
+    offset named, never its content) while the rest is read; a byte-order mark is not data."""
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, start=1):
+            if number == 1:
+                raw = raw.removeprefix(codecs.BOM_UTF8)
+            try:
+                line = raw.decode("utf-8").rstrip("\r\n")
+            except UnicodeDecodeError as e:
+                text = raw.decode("utf-8", errors="replace").rstrip("\r\n")
+                yield number, text, Rejected(None, f"not valid UTF-8 (at byte offset {e.start} of the row)")
+                continue
+            if not line.strip():
+                continue
+            try:
+                yield number, line, json.loads(line)
+            except json.JSONDecodeError as e:
+                yield number, line, Rejected(None, f"not valid JSON: {e.msg} (column {e.colno})")
 
 
 def _text_field(record: dict, name: str, required: bool, numbers_ok: bool = False) -> str | None:

@@ -1,3 +1,4 @@
+import codecs
 import json
 from collections import Counter
 from datetime import datetime
@@ -130,3 +131,28 @@ def test_train_and_held_out_prompts_are_two_datasets_and_labels_come_from_every_
     # the rare label is in neither sample, and still in the label set: computed from every valid row
     assert "neutral" not in {r["reference"] for r in train + held_out}
     assert result.labels == {"sentiment": ["negative", "neutral", "positive"]}
+
+
+def test_a_row_of_invalid_utf8_is_quarantined_and_a_byte_order_mark_is_not_data(tmp_path):
+    good = [
+        {"id": f"r{i}", "slice": "s", "prompt": f"Wie viel ist {i} + 1? Grüße", "reference": str(i + 1)}
+        for i in range(4)
+    ]
+    lines = [json.dumps(r, ensure_ascii=False).encode() for r in good]
+    before_bad_byte = b'{"id": "bad", "slice": "s", "prompt": "caf'
+    lines.insert(2, before_bad_byte + b"\xe9" + b' latin-1"}')  # not UTF-8
+    (tmp_path / "log.jsonl").write_bytes(codecs.BOM_UTF8 + b"\n".join(lines) + b"\n")
+    result = source(
+        SourceConfig(path=str(tmp_path / "log.jsonl"), sample_size=10, eval_size=0), [], str(tmp_path / "j")
+    )
+    assert sorted(r["id"] for r in read_dataset(result.train_prompts)) == ["r0", "r1", "r2", "r3"]  # row 1 too
+    [bad] = read_dataset(result.quarantine)
+    assert bad["row"] == 3
+    assert bad["reason"] == f"row 3: not valid UTF-8 (at byte offset {len(before_bad_byte)} of the row)"
+    assert "latin-1" not in bad["reason"]  # the reason names where, never what
+
+    header = "prompt,id,slice,reference\n"  # the prompt first: a BOM would glue itself to its name
+    (tmp_path / "log.csv").write_bytes(codecs.BOM_UTF8 + (header + "What is 1 + 1?,a1,s,2\n").encode())
+    result = source(SourceConfig(path=str(tmp_path / "log.csv"), sample_size=10, eval_size=0), [], str(tmp_path / "c"))
+    assert [(r["id"], r["prompt"]) for r in read_dataset(result.train_prompts)] == [("a1", "What is 1 + 1?")]
+    assert read_dataset(result.quarantine) == []
