@@ -38,6 +38,7 @@ class RequestStore:
 
     placeholder = "?"
     create_lock: str | None = None  # a statement that serialises table creation across connections
+    begin: str | None = None  # how a write transaction starts, where the driver does not start one itself
 
     def __init__(self, connection, where: str):
         self.db, self.where = connection, where
@@ -65,8 +66,9 @@ class RequestStore:
         """Run a statement for each row in one transaction (not `with connection:`: psycopg's closes it)."""
         try:
             cursor = self.db.cursor()
-            if before:
-                cursor.execute(before)
+            for statement in (self.begin, before):
+                if statement:
+                    cursor.execute(statement)
             cursor.executemany(sql, rows)
             self.db.commit()
         except BaseException:
@@ -107,14 +109,32 @@ class RequestStore:
 class SqliteStore(RequestStore):
     """One machine: a SQLite file in WAL mode (readers never block the writer)."""
 
-    def __init__(self, path: Path):
+    # take the write lock when the transaction starts, waiting up to `timeout` for it: a deferred transaction
+    # that upgrades later can be refused at once ("database is locked") when writers collide
+    begin = "BEGIN IMMEDIATE"
+
+    def __init__(self, path: Path, timeout_s: float = 30.0):
         path.parent.mkdir(parents=True, exist_ok=True)
-        db = sqlite3.connect(path, timeout=30)
-        db.execute("PRAGMA journal_mode=WAL")
+        db = sqlite3.connect(path, timeout=timeout_s, isolation_level=None)  # transactions are ours (begin)
+        _set_wal(db, timeout_s)
         super().__init__(db, str(path))
 
     def _columns(self) -> tuple[str, ...]:
         return tuple(row[1] for row in self.db.execute("PRAGMA table_info(requests)"))
+
+
+def _set_wal(db: sqlite3.Connection, timeout_s: float) -> None:
+    """Switch a new database to WAL. The switch needs the database to itself, and SQLite may refuse it at once
+    rather than wait while other workers open the same new file: try again until `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 class PostgresStore(RequestStore):
