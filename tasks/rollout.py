@@ -17,7 +17,7 @@ from pydantic import Field
 from tasks import storage
 from tasks.cache import STAGE_CACHE, stage_uri
 from tasks.config import Config
-from tasks.llm.ask import ask, fingerprint
+from tasks.llm.ask import ask
 from tasks.llm.config import LLMConfig
 from tasks.llm.store import RequestStore, open_store
 from tasks.refs import DatasetRef, ModelRef
@@ -61,7 +61,7 @@ def rollout(
             n,
             on_progress=progress.advance,
         )
-        key = fingerprint(teacher, checkpoint)
+        key = answers.fingerprint
         complete = [pid for pid in by_id if pid not in answers.rejected]
         rows = []
         for pid in complete:

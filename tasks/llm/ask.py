@@ -13,7 +13,7 @@ import json
 import time
 from collections.abc import Callable
 from contextlib import closing, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from tasks.llm.config import LLMConfig
 from tasks.llm.store import RequestStore
@@ -87,11 +87,13 @@ class Spend:
 
 @dataclass
 class Answers:
-    """What the store holds for the requests after asking, and what the model refused (with its message)."""
+    """What the store holds for the requests after asking (under `fingerprint`), what the model refused (with
+    its message), and what this call paid for."""
 
     completions: dict[tuple[str, int], Completion]
-    rejected: dict[str, str] = field(default_factory=dict)
-    spend: Spend | None = None
+    rejected: dict[str, str]
+    spend: Spend
+    fingerprint: str
 
 
 def missing_samples(request_ids: list[str], n: int, stored: dict) -> dict[str, list[int]]:
@@ -136,4 +138,4 @@ def ask(
                 model.sample(requests, on_done, on_rejected)
             finally:
                 spend.seconds += time.perf_counter() - start
-    return Answers(store.get(purpose, key, ids), refused, spend)
+    return Answers(store.get(purpose, key, ids), refused, spend, key)
