@@ -14,7 +14,8 @@ from tasks.export import ExportConfig, export_student
 from tasks.filter import FilterConfig, filter_rollouts
 from tasks.gate import GateConfig, Promotion, promote_student
 from tasks.llm.config import LLMConfig
-from tasks.redact import RedactConfig, redact_prompts
+from tasks.pii import RedactConfig
+from tasks.redact import redact_prompts
 from tasks.rollout import RolloutConfig, rollout_teacher
 from tasks.source import SourceConfig, log_digest, source_prompts
 from tasks.student import StudentConfig, prepare_student
@@ -96,7 +97,8 @@ def distill(config: DistillConfig = DistillConfig()) -> DistillSummary:
         )
         teacher = prepare_teacher(cfg.teacher, work)
         rollouts = log_stage(
-            run, cached(rollout_teacher)(cfg.rollout, cfg.teacher, teacher, redacted.train_prompts, store, work)
+            run,
+            cached(rollout_teacher)(cfg.rollout, cfg.redact, cfg.teacher, teacher, redacted.train_prompts, store, work),
         )
         unique = log_stage(run, cached(dedup_rollouts)(cfg.dedup, rollouts.rollouts, redacted.eval_prompts, work))
         verdicts = log_stage(run, cached(verify_rollouts)(verify, unique.rollouts, work))

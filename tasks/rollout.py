@@ -4,8 +4,10 @@ Every finished request is committed to the request store (tasks.llm.store) as it
 purpose `rollout` and the teacher's fingerprint (backend, identity, sampling, system prompt): a
 retried task or a new run over the same prompts sends only what is missing, and a changed teacher
 gets new rollouts, never a silent mix. A prompt the server refuses (HTTP 400) is quarantined with
-the server's message. Outputs `rollouts.parquet` (schemas.ROLLOUTS: this run's prompts x N, read
-back from the store) and `rejected.parquet` (schemas.REJECTED_PROMPTS).
+the server's message. The teacher's answers and reasoning are redacted as the prompts were (a
+teacher may echo or invent PII), numbered after the prompt's placeholders. Outputs
+`rollouts.parquet` (schemas.ROLLOUTS: this run's prompts x N, read back from the store) and
+`rejected.parquet` (schemas.REJECTED_PROMPTS).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from tasks.config import Config
 from tasks.llm.ask import ask
 from tasks.llm.config import LLMConfig
 from tasks.llm.store import RequestStore, open_store
+from tasks.pii import RedactConfig, Redactor
 from tasks.refs import DatasetRef, ModelRef
 from tasks.schemas import REJECTED_PROMPTS, ROLLOUTS
 from tasks.stage import Progress, StageReport, StageResult, Timer, prompt_id, read_dataset, write_dataset
@@ -40,6 +43,7 @@ class Rollouts(StageResult):
 
 def rollout(
     config: RolloutConfig,
+    redact: RedactConfig,
     teacher: LLMConfig,
     checkpoint: ModelRef | None,
     prompts: DatasetRef,
@@ -82,6 +86,7 @@ def rollout(
                         "logprobs": c.logprobs,
                     }
                 )
+        redacted = _redact_answers(Redactor(redact), rows)
         rejected = [
             {"prompt_id": pid, **{k: by_id[pid][k] for k in ("slice", "prompt", "reference")},
              "reason": f"teacher_rejected: {message}"}
@@ -104,6 +109,7 @@ def rollout(
             "cost_usd_dataset": spend.cost(prompt_tokens, completion_tokens),
             "finished_by_length": sum(r["finish_reason"] == "length" for r in rows) / max(len(rows), 1),
             "with_reasoning": sum(r["reasoning"] is not None for r in rows) / max(len(rows), 1),
+            "answers_with_pii": redacted,
         },
         seconds=timer.seconds,
         notes=[f"backend {teacher.backend}, teacher fingerprint {key}, store {store.where}"]
@@ -116,6 +122,18 @@ def rollout(
     )
 
 
+def _redact_answers(redactor: Redactor, rows: list[dict]) -> int:
+    """Redact each sample's answer and reasoning in place, after its prompt's placeholders (its reference
+    answer is the task, and stays); returns how many samples held PII."""
+    conversations = [[r["prompt"], r["completion"], r["reasoning"] or ""] for r in rows]
+    keep = [[r["reference"]] if r["reference"] else [] for r in rows]
+    done = redactor.redact_conversations(conversations, "redact teacher answers", keep)
+    for row, redaction in zip(rows, done, strict=True):
+        _, row["completion"], reasoning = redaction.texts
+        row["reasoning"] = reasoning if row["reasoning"] is not None else None
+    return sum(1 for r in done if r.entities)
+
+
 @task(
     name="rollout_teacher",
     cache_policy=STAGE_CACHE,
@@ -126,6 +144,7 @@ def rollout(
 )
 def rollout_teacher(
     config: RolloutConfig,
+    redact: RedactConfig,
     teacher: LLMConfig,
     checkpoint: ModelRef | None,
     prompts: DatasetRef,
@@ -133,9 +152,9 @@ def rollout_teacher(
     work_dir: str,
 ) -> Rollouts:
     """N teacher answers per training prompt; a retry resumes from the durable store."""
-    out_uri = stage_uri(work_dir, "rollout", config, teacher, checkpoint, prompts)
+    out_uri = stage_uri(work_dir, "rollout", config, redact, teacher, checkpoint, prompts)
     request_store = open_store(store)
     try:
-        return rollout(config, teacher, checkpoint, prompts, request_store, out_uri)
+        return rollout(config, redact, teacher, checkpoint, prompts, request_store, out_uri)
     finally:
         request_store.close()

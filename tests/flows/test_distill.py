@@ -186,7 +186,10 @@ def _assert_recomputed_from(stage_task: str, states: dict[str, str], written: di
     assert set(written) == {STAGES[name] for name in after}  # only what recomputed wrote anything here
     for name in after:
         [(key, digest)] = written[STAGES[name]].items()
-        assert key not in baseline[STAGES[name]] and digest not in baseline[STAGES[name]].values(), name
+        assert key not in baseline[STAGES[name]], name
+        # a tiny random student may answer the held-out prompts the same after other training data
+        if name != "evaluate_models":
+            assert digest not in baseline[STAGES[name]].values(), name
 
 
 def test_the_same_run_in_another_work_dir_is_served_from_cache(runs, tmp_path):

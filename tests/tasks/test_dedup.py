@@ -19,7 +19,7 @@ def test_exact_and_near_duplicates_are_dropped_naming_the_row_kept():
 
 
 def test_different_questions_with_shared_boilerplate_are_kept():
-    preamble = "Hi, this is <PERSON> (<EMAIL_ADDRESS>). "
+    preamble = "Hi, this is <PERSON_1> (<EMAIL_ADDRESS_1>). "
     rows = [_row(f"p{a}", 0, f"{preamble}What is {a} + 4?", f"{a} + 4 = {a + 4}.") for a in range(1, 10)]
     kept, rejected = dedup_rows(rows, [], DedupConfig())
     assert len(kept) == 9 and rejected == []
@@ -27,11 +27,11 @@ def test_different_questions_with_shared_boilerplate_are_kept():
 
 def test_rows_overlapping_the_held_out_prompts_are_dropped():
     held_out = [
-        "Hi, this is <PERSON>. What is the capital of Japan?",
+        "Hi, this is <PERSON_1>. What is the capital of Japan?",
         "Name the capital city of Peru, please, I need it quickly for my homework",
     ]
     rows = [
-        _row("a", 0, "hi, this is <PERSON>: what is the capital of Japan", "Tokyo"),  # same once normalised
+        _row("a", 0, "hi, this is <PERSON_1>: what is the capital of Japan", "Tokyo"),  # same once normalised
         _row("b", 0, "Name the capital city of Peru, please, I need it quickly for my homework today", "Lima"),  # near
         _row("c", 0, "What is the capital of Peru?", "Lima"),
     ]

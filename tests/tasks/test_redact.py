@@ -2,26 +2,15 @@ import json
 
 import pytest
 
-from tasks.redact import RedactConfig, Redactor, redact
+from tasks.pii import RedactConfig, Redactor
+from tasks.redact import redact
 from tasks.schemas import PROMPTS, QUARANTINE
 from tasks.stage import read_dataset, write_dataset
 
 
 @pytest.fixture(scope="module")
 def redactor():
-    return Redactor(RedactConfig())
-
-
-def test_placeholders_are_typed(redactor):
-    text = "Hi, this is Maria Garcia (maria.garcia@example.com), card 4111 1111 1111 1111, call (212) 555-0199."
-    [(redacted, types)] = redactor.redact([text])
-    assert redacted == "Hi, this is <PERSON> (<EMAIL_ADDRESS>), card <CREDIT_CARD>, call <PHONE_NUMBER>."
-    assert types == ["CREDIT_CARD", "EMAIL_ADDRESS", "PERSON", "PHONE_NUMBER"]
-
-
-def test_names_the_small_ner_model_misses_are_caught_by_introduction(redactor):
-    [(redacted, _)] = redactor.redact(["Thanks, Olusegun Adeyemi"])
-    assert redacted == "Thanks, <PERSON>"
+    return Redactor(RedactConfig(workers=1))
 
 
 def test_no_planted_pii_survives_and_the_task_is_intact(demo_log, redactor):
@@ -61,9 +50,9 @@ def test_stage_redacts_prompts_and_the_quarantine(tmp_path):
     )
     result = redact(RedactConfig(), prompts, held_out, quarantine, str(tmp_path / "out"))
     [held] = read_dataset(result.eval_prompts)
-    assert held["prompt"] == "Mail <EMAIL_ADDRESS>: 3 + 3?"
+    assert held["prompt"] == "Mail <EMAIL_ADDRESS_1>: 3 + 3?"
     [row] = read_dataset(result.train_prompts)
-    assert row["prompt"] == "I'm <PERSON>. What is 2 + 2?" and row["pii"] == ["PERSON"]
+    assert row["prompt"] == "I'm <PERSON_1>. What is 2 + 2?" and row["pii"] == ["PERSON"]
     [bad] = read_dataset(result.quarantine)
-    assert "jo@mail.org" not in bad["raw"] and "<EMAIL_ADDRESS>" in bad["raw"]
+    assert "jo@mail.org" not in bad["raw"] and "<EMAIL_ADDRESS_1>" in bad["raw"]
     assert result.report.metrics["entities.EMAIL_ADDRESS"] == 2  # one held out, one quarantined

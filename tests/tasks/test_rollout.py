@@ -8,6 +8,7 @@ import tasks.llm.local as local_backend
 from tasks.llm.config import LLMConfig, SamplingConfig
 from tasks.llm.store import open_store
 from tasks.models import model_ref
+from tasks.pii import RedactConfig
 from tasks.rollout import RolloutConfig, rollout
 from tasks.schemas import REDACTED_PROMPTS
 from tasks.stage import read_dataset, write_dataset
@@ -43,6 +44,7 @@ def store(store_url):
 
 
 REAL_GENERATE = local_backend.generate
+REDACT = RedactConfig(workers=1)
 CONFIG = RolloutConfig(samples_per_prompt=3)
 TEACHER = LLMConfig(batch_size=2, sampling=SamplingConfig(max_new_tokens=4))
 
@@ -71,12 +73,12 @@ def test_a_crash_mid_run_costs_only_the_missing_samples(prompts, checkpoint, sto
     dying = CountingGenerate(fail_after=2)  # 2 batches of 2 prompts finish, then the teacher dies
     monkeypatch.setattr(local_backend, "generate", dying)
     with pytest.raises(ConnectionError):
-        rollout(CONFIG, TEACHER, checkpoint, prompts, store, str(tmp_path / "try1"))
+        rollout(CONFIG, REDACT, TEACHER, checkpoint, prompts, store, str(tmp_path / "try1"))
     assert len(_stored_keys(store)) == 4 * 3  # every finished batch was committed before the crash
 
     resumed = CountingGenerate()
     monkeypatch.setattr(local_backend, "generate", resumed)
-    result = rollout(CONFIG, TEACHER, checkpoint, prompts, store, str(tmp_path / "try2"))
+    result = rollout(CONFIG, REDACT, TEACHER, checkpoint, prompts, store, str(tmp_path / "try2"))
     assert resumed.samples == 2 * 3  # only the 2 prompts that never finished
     keys = _stored_keys(store)
     assert len(keys) == len(set(keys)) == 6 * 3  # every (prompt, sample) exactly once
@@ -91,16 +93,16 @@ def test_a_new_fingerprint_means_new_rollouts_and_more_samples_cost_only_the_new
 ):
     counter = CountingGenerate()
     monkeypatch.setattr(local_backend, "generate", counter)
-    rollout(CONFIG, TEACHER, checkpoint, prompts, store, str(tmp_path / "a"))
+    rollout(CONFIG, REDACT, TEACHER, checkpoint, prompts, store, str(tmp_path / "a"))
     assert counter.samples == 6 * 3
 
     counter.samples = 0
-    rollout(RolloutConfig(samples_per_prompt=5), TEACHER, checkpoint, prompts, store, str(tmp_path / "b"))
+    rollout(RolloutConfig(samples_per_prompt=5), REDACT, TEACHER, checkpoint, prompts, store, str(tmp_path / "b"))
     assert counter.samples == 6 * 2  # samples 3 and 4 only
 
     counter.samples = 0
     hotter = TEACHER.model_copy(update={"sampling": SamplingConfig(max_new_tokens=4, temperature=1.2)})
-    result = rollout(CONFIG, hotter, checkpoint, prompts, store, str(tmp_path / "c"))
+    result = rollout(CONFIG, REDACT, hotter, checkpoint, prompts, store, str(tmp_path / "c"))
     assert counter.samples == 6 * 3  # a different teacher fingerprint never reuses the old samples
     assert len({r["teacher"] for r in read_dataset(result.rollouts)}) == 1
     assert len({fingerprint for _, _, fingerprint in _stored_keys(store)}) == 2
@@ -126,12 +128,35 @@ def test_the_vllm_backend_without_vllm_says_what_to_do(prompts, checkpoint, tmp_
         pytest.skip("vLLM is installed here")  # our environment has none by design
     store = open_store(str(tmp_path / "s.sqlite"))
     with pytest.raises(ImportError, match="backend 'vllm' needs vLLM"):
-        rollout(CONFIG, TEACHER.model_copy(update={"backend": "vllm"}), checkpoint, prompts, store, str(tmp_path))
+        rollout(
+            CONFIG, REDACT, TEACHER.model_copy(update={"backend": "vllm"}), checkpoint, prompts, store, str(tmp_path)
+        )
 
 
 def test_local_backend_keeps_a_logprob_per_generated_token(prompts, checkpoint, tmp_path):
     teacher = TEACHER.model_copy(update={"sampling": SamplingConfig(max_new_tokens=4, logprobs=0)})
     store = open_store(str(tmp_path / "s.sqlite"))
-    rows = read_dataset(rollout(CONFIG, teacher, checkpoint, prompts, store, str(tmp_path)).rollouts)
+    rows = read_dataset(rollout(CONFIG, REDACT, teacher, checkpoint, prompts, store, str(tmp_path)).rollouts)
     assert rows and all(len(r["logprobs"]) == r["completion_tokens"] > 0 for r in rows)
     assert all(lp <= 0 for r in rows for lp in r["logprobs"])
+
+
+def test_teacher_answers_are_redacted_after_the_prompts_placeholders():
+    """A teacher echoes the placeholder it was shown, and may add PII of its own: that is redacted too,
+    numbered after the prompt's, while the reference answer (the task) stays even when it looks like a number."""
+    from tasks.pii import Redactor
+    from tasks.rollout import _redact_answers
+
+    rows = [
+        {
+            "prompt": "Hi, <PERSON_1> here. What is 123456789 + 987654321?",
+            "reference": "1111111110",
+            "completion": "Hello <PERSON_1>! It is 1111111110. Ask Dr. Ingrid Solberg at ingrid@clinic.no.",
+            "reasoning": "Add them. Ingrid Solberg can check it.",
+        },
+        {"prompt": "Capital of Peru?", "reference": "Lima", "completion": "Lima.", "reasoning": None},
+    ]
+    assert _redact_answers(Redactor(REDACT), rows) == 1
+    assert rows[0]["completion"] == "Hello <PERSON_1>! It is 1111111110. Ask Dr. <PERSON_2> at <EMAIL_ADDRESS_1>."
+    assert rows[0]["reasoning"] == "Add them. <PERSON_2> can check it."
+    assert rows[1]["completion"] == "Lima." and rows[1]["reasoning"] is None

