@@ -2,6 +2,7 @@
 
     redistill demo-data --out data/demo_traffic.jsonl
     redistill run --config my.yaml --rollout.samples_per_prompt 8 --train.epochs 1
+    redistill run --config my.yaml --stop-after redact      # a dry run: what would reach the teacher
 
 Every config field is a flag (`--<section>.<field>`). A text field takes its value as it is written
 (`--run_name 2026-11-23`, `--run_name no`); other fields read it as YAML (`8`, `null`, `[0, 2]`,
@@ -118,10 +119,24 @@ def _demo_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def render_stopped(stopped) -> str:
+    """What a run that stopped early found, stage by stage, and where its datasets are."""
+    parts = [report.markdown() for report in stopped.reports]
+    parts.append("## where the data is\n\n" + "\n".join(f"- {k}: {v}" for k, v in stopped.datasets.items()))
+    parts.append(
+        f"stopped after {stopped.stage}, as asked; MLflow run {stopped.mlflow_run_id} at {stopped.tracking_uri}"
+    )
+    return "\n".join(parts)
+
+
 def _run(args: argparse.Namespace, overrides: dict[str, str]) -> int:
+    from tasks.logfile.read import LogError
+    from tasks.source import check_source
+
     try:
         config = build_config(args.config, overrides)
-    except ConfigFileError as e:
+        check_source(config.source)  # a log that cannot be read is said before any run starts
+    except (ConfigFileError, LogError) as e:
         print(f"redistill: {e}", file=sys.stderr)
         return 2
     except (ValidationError, yaml.YAMLError) as e:
@@ -129,11 +144,15 @@ def _run(args: argparse.Namespace, overrides: dict[str, str]) -> int:
         return 2
     from prefect.settings import PREFECT_TASKS_REFRESH_CACHE, temporary_settings
 
-    from flows.distill import distill
+    from flows.distill import StoppedEarly, distill
 
     with temporary_settings(updates={PREFECT_TASKS_REFRESH_CACHE: args.refresh_cache}):
-        summary = distill(config)
-    print("\n" + render_summary(summary))
+        state = distill(config, return_state=True)
+    if state.is_failed():
+        print(f"redistill: {state.message}", file=sys.stderr)
+        return 2 if state.name == "NothingToDistill" else 1
+    result = state.result()
+    print("\n" + (render_stopped(result) if isinstance(result, StoppedEarly) else render_summary(result)))
     return 0
 
 
@@ -154,6 +173,8 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument(
         "--refresh-cache", action="store_true", help="recompute every stage instead of reusing cached results"
     )
+    run.add_argument("--stop-after", dest="set:stop_after", metavar="STAGE", default=argparse.SUPPRESS,
+                     help="the same as --stop_after: stop after this stage (redact: a dry run)")  # fmt: skip
     options = run.add_argument_group("config fields (each overrides the file; text as written, others as YAML)")
     for dotted, (description, _) in _leaf_fields(DistillConfig).items():
         # argparse %-formats help texts: a literal % in a description must be doubled

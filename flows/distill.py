@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from prefect import flow
+from prefect.states import Failed, State
 from pydantic import BaseModel, Field, model_validator
 
 from tasks import storage
@@ -18,9 +21,10 @@ from tasks.pii import RedactConfig
 from tasks.redact import redact_prompts
 from tasks.rollout import RolloutConfig, rollout_teacher
 from tasks.source import SourceConfig, log_digest, source_prompts
+from tasks.stage import StageReport
 from tasks.student import StudentConfig, prepare_student
 from tasks.teacher import prepare_teacher
-from tasks.tracking import TrackingConfig, flat_params, log_stage, tracked_run
+from tasks.tracking import Run, RunStops, TrackingConfig, flat_params, log_stage, tracked_run
 from tasks.train import TrainConfig, train_student
 from tasks.verifiers import VerifyConfig, with_labels
 from tasks.verify import verify_rollouts
@@ -36,6 +40,11 @@ class DistillConfig(Config):
         "none: `<work_dir>/llm/requests.sqlite`.",
     )
     run_name: str | None = Field(None, description="MLflow run name (default: MLflow picks one).")
+    stop_after: Literal["source", "redact", "rollout", "dedup", "verify", "filter", "train", "evaluate"] | None = Field(
+        None,
+        description="Stop after this stage and show what it found: `redact` is a dry run before paying a teacher "
+        "(quarantine by reason, PII by type, the slice mix, where the redacted prompts are).",
+    )
     teacher: LLMConfig = LLMConfig()
     student: StudentConfig = StudentConfig()
     source: SourceConfig = SourceConfig()
@@ -82,11 +91,41 @@ class DistillSummary(BaseModel):
     stage_seconds: dict[str, float]
 
 
+class StoppedEarly(BaseModel):
+    """A run that ended after a stage as asked (`stop_after`): what each stage found, and where its data is."""
+
+    stage: str
+    reports: list[StageReport]
+    datasets: dict[str, str]
+    mlflow_run_id: str
+    tracking_uri: str
+
+
+def _stopped(run: Run, stop: RunStops) -> StoppedEarly | State:
+    if stop.failed:  # nothing left to work on: a failed run that says why, without a traceback
+        return Failed(name="NothingToDistill", message=str(stop))
+    return StoppedEarly(
+        stage=stop.stage,
+        reports=run.reports,
+        datasets=run.datasets,
+        mlflow_run_id=run.run_id,
+        tracking_uri=run.tracking_uri,
+    )
+
+
 @flow(name="distill")
-def distill(config: DistillConfig = DistillConfig()) -> DistillSummary:
+def distill(config: DistillConfig = DistillConfig()) -> DistillSummary | StoppedEarly:
     """Distil the teacher into a smaller, quantized student from a prompt log."""
     cfg, work, store = config, storage.canonical(config.work_dir), config.request_store_url()
-    with tracked_run(cfg.tracking, work, flat_params(cfg), cfg.run_name) as run:
+    try:
+        return _distill(cfg, work, store)
+    except RunStops as stop:
+        return _stopped(stop.run, stop)
+
+
+def _distill(cfg: DistillConfig, work: str, store: str) -> DistillSummary:
+    """The DAG, one line per stage; `log_stage` raises RunStops where the run ends early."""
+    with tracked_run(cfg.tracking, work, flat_params(cfg), cfg.run_name, cfg.stop_after) as run:
         label_slices = cfg.verify.slices_needing_labels()
         sourced = log_stage(run, cached(source_prompts)(cfg.source, label_slices, log_digest(cfg.source.path), work))
         verify = with_labels(cfg.verify, sourced.labels)

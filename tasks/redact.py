@@ -4,7 +4,9 @@ The finding and replacing is tasks.pii's (Presidio with spaCy NER and its recogn
 names in context, IBAN-shaped and long account numbers, phones in any national format and street
 addresses); placeholders are numbered per prompt (`<PERSON_1>`, `<PERSON_2>`). Output: the training
 and the held-out prompts with `prompt` redacted and `pii` (entity types found), and the quarantine
-with `raw` redacted, since it is logged to MLflow.
+without its rows' content: it is logged to MLflow, and a malformed row (a 200 kB paste, a broken
+record) is where redaction is least sure; row, field and reason say what is wrong, and the row as
+read stays in the source stage's folder beside the log it came from.
 """
 
 from __future__ import annotations
@@ -30,16 +32,15 @@ class Redacted(StageResult):
 def redact(
     config: RedactConfig, train: DatasetRef, held_out: DatasetRef, quarantine: DatasetRef, out_uri: str
 ) -> Redacted:
-    """Redact every prompt, training and held out, and every quarantined raw row."""
+    """Redact every prompt, training and held out; drop the quarantined rows' content."""
     with Timer() as timer:
         redactor = Redactor(config)
         train_rows, eval_rows, bad = read_dataset(train), read_dataset(held_out), read_dataset(quarantine)
         rows = train_rows + eval_rows
         redacted = redactor.redact([r["prompt"] for r in rows], progress_label="redact prompts")
-        raw = redactor.redact([q["raw"] for q in bad])
-        entities = Counter(t for _, types in redacted + raw for t in types)
+        entities = Counter(t for _, types in redacted for t in types)
         out_rows = [{**r, "prompt": text, "pii": types} for r, (text, types) in zip(rows, redacted, strict=True)]
-        out_bad = [{**q, "raw": text} for q, (text, _) in zip(bad, raw, strict=True)]
+        out_bad = [{**q, "raw": None} for q in bad]
     report = StageReport(
         stage="redact",
         rows_in=len(rows),
@@ -49,7 +50,7 @@ def redact(
             **{f"entities.{name}": n for name, n in sorted(entities.items())},
         },
         seconds=timer.seconds,
-        notes=[f"also redacted {len(out_bad)} quarantined rows (they are logged to MLflow)"],
+        notes=[f"the quarantine's {len(out_bad)} rows are logged without their content (row, field, reason)"],
     )
     return Redacted(
         train_prompts=write_dataset(
@@ -67,6 +68,6 @@ def redact(
 def redact_prompts(
     config: RedactConfig, train: DatasetRef, held_out: DatasetRef, quarantine: DatasetRef, work_dir: str
 ) -> Redacted:
-    """Replace PII with typed placeholders in the prompts and the quarantined rows."""
+    """Replace PII with numbered placeholders in the prompts; the quarantine goes on without row content."""
     out_uri = stage_uri(work_dir, "redact", config, train, held_out, quarantine)
     return redact(config, train, held_out, quarantine, out_uri)

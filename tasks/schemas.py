@@ -23,7 +23,7 @@ QUARANTINE = pa.schema(
         ("row", pa.int64()),  # 1-based row (line) number in the log
         ("field", pa.string()),  # the field at fault, or null when the row as a whole is
         ("reason", pa.string()),
-        ("raw", pa.string()),  # the row as read (redacted after the redact stage)
+        ("raw", pa.string()),  # the row as read (null after the redact stage: its content is not logged)
     ]
 )
 

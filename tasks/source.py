@@ -1,36 +1,35 @@
 """Source: read a prompt log, quarantine malformed rows, hold out an eval set, sample by slice.
 
-Input: a .jsonl, .parquet or .csv file with `prompt` and `slice`, optionally `id`, `timestamp`
-(ISO 8601) and `reference` (the checkable answer). Outputs (schemas.PROMPTS) `eval_prompts.parquet`,
-held out by prompt text before anything else sees it, and `train_prompts.parquet`, a sample
-stratified by slice to match the log's distribution: no later stage splits again.
-Malformed rows go to `quarantine.parquet` (schemas.QUARANTINE) with row number, field and reason.
+Input: a .jsonl, .parquet or .csv log (tasks.logfile) whose columns `source.columns` names: the
+prompt and its slice, optionally an id, a time and a reference answer. Outputs (schemas.PROMPTS)
+`eval_prompts.parquet`, held out by prompt text before anything else sees it, and
+`train_prompts.parquet`, a sample stratified by slice to match the log's distribution: no later
+stage splits again. Malformed rows go to `quarantine.parquet` (schemas.QUARANTINE) with row, field
+and a reason that never quotes the row. When no training prompt is left, the report says why
+(`report.stop`) and the flow ends there, before any model is loaded.
 For the slices named in `label_slices` (label verifiers without fixed labels), the label set is
 computed here, once, from every valid row of the slice: its distinct reference answers.
 """
 
 from __future__ import annotations
 
-import codecs
-import csv
 import hashlib
-import json
+import itertools
 import random
 from collections import Counter, defaultdict
-from collections.abc import Iterator
-from datetime import UTC, datetime
-from pathlib import Path
+from datetime import datetime
 
-import pyarrow.parquet as pq
 from prefect import task
 from pydantic import Field
 
 from tasks import storage
 from tasks.cache import STAGE_CACHE, stage_uri
 from tasks.config import PLACE, Config
+from tasks.logfile.read import LogError, Rejected, check_readable, read_log
+from tasks.logfile.rows import Columns, parse_row, utc
 from tasks.refs import DatasetRef
 from tasks.schemas import PROMPTS, QUARANTINE
-from tasks.stage import StageReport, StageResult, Timer, normalize_text, write_dataset
+from tasks.stage import Progress, StageReport, StageResult, Timer, normalize_text, write_dataset
 
 
 class SourceConfig(Config):
@@ -39,14 +38,18 @@ class SourceConfig(Config):
     path: str = Field(
         "data/demo_traffic.jsonl",
         json_schema_extra=PLACE,  # the log enters cache keys by its digest
-        description="Prompt log: a local .jsonl, .parquet or .csv file with `prompt` and `slice` columns, "
-        "optionally `id`, `timestamp` (ISO 8601) and `reference`. `redistill demo-data` writes one.",
+        description="Prompt log: a local .jsonl, .parquet or .csv file (columns: see source.columns). "
+        "`redistill demo-data` writes one.",
     )
+    columns: Columns = Columns()
     since: datetime | None = Field(None, description="Keep rows at or after this time (naive times are UTC).")
     until: datetime | None = Field(None, description="Keep rows before this time (naive times are UTC).")
     sample_size: int = Field(128, ge=1, description="Training prompts to sample, stratified by slice.")
     eval_size: int = Field(
         48, ge=0, description="Held-out prompts, split off by prompt text first and stratified by slice."
+    )
+    max_prompt_chars: int = Field(
+        16_000, ge=1, description="Longer prompts are quarantined (a 200 kB paste is not a question to distil)."
     )
     seed: int = Field(0, description="Seed for the held-out split and the sample.")
 
@@ -58,97 +61,6 @@ class Sourced(StageResult):
     labels: dict[str, list[str]] = {}  # label set of each slice in `label_slices`
 
 
-class Rejected(Exception):
-    """A malformed row: which field, and why."""
-
-    def __init__(self, field: str | None, reason: str):
-        super().__init__(reason)
-        self.field, self.reason = field, reason
-
-
-# ----------------------------------------------------------------------------- reading
-def read_records(path: Path) -> Iterator[tuple[int, str, dict | Rejected]]:
-    """(1-based row number, raw text of the row, parsed record or why it could not be parsed)."""
-    suffix = path.suffix.lower()
-    if suffix == ".jsonl":
-        yield from _jsonl_records(path)
-    elif suffix == ".csv":
-        # utf-8-sig: a byte-order mark is not part of the first column's name
-        with open(path, encoding="utf-8-sig", newline="") as f:
-            for number, record in enumerate(csv.DictReader(f), start=1):
-                yield number, json.dumps(record), {k: v for k, v in record.items() if v not in ("", None)}
-    elif suffix == ".parquet":
-        for number, record in enumerate(pq.read_table(path).to_pylist(), start=1):
-            yield number, json.dumps(record, default=str), {k: v for k, v in record.items() if v is not None}
-    else:
-        raise ValueError(f"{path}: unsupported prompt log format {suffix!r} (use .jsonl, .parquet or .csv)")
-
-
-def _jsonl_records(path: Path) -> Iterator[tuple[int, str, dict | Rejected]]:
-    """JSONL rows decoded one by one: a row with bytes that are not UTF-8 is quarantined (its row and byte
-    offset named, never its content) while the rest is read; a byte-order mark is not data."""
-    with open(path, "rb") as f:
-        for number, raw in enumerate(f, start=1):
-            if number == 1:
-                raw = raw.removeprefix(codecs.BOM_UTF8)
-            try:
-                line = raw.decode("utf-8").rstrip("\r\n")
-            except UnicodeDecodeError as e:
-                text = raw.decode("utf-8", errors="replace").rstrip("\r\n")
-                yield number, text, Rejected(None, f"not valid UTF-8 (at byte offset {e.start} of the row)")
-                continue
-            if not line.strip():
-                continue
-            try:
-                yield number, line, json.loads(line)
-            except json.JSONDecodeError as e:
-                yield number, line, Rejected(None, f"not valid JSON: {e.msg} (column {e.colno})")
-
-
-def _text_field(record: dict, name: str, required: bool, numbers_ok: bool = False) -> str | None:
-    """A field as stripped text; numbers are accepted where a log may hold them (ids, references)."""
-    value = record.get(name)
-    if value is None:
-        if required:
-            raise Rejected(name, f"field '{name}' is missing")
-        return None
-    if isinstance(value, str):
-        text = value.strip()
-    elif numbers_ok and isinstance(value, int | float) and not isinstance(value, bool):
-        text = str(value)
-    else:
-        raise Rejected(name, f"field '{name}' must be text, got {type(value).__name__}")
-    if required and not text:
-        raise Rejected(name, f"field '{name}' is empty")
-    return text or None
-
-
-def _utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def parse_row(number: int, record: dict | Rejected) -> dict:
-    """A validated prompt row, or raise Rejected naming the field."""
-    if isinstance(record, Rejected):
-        raise record
-    if not isinstance(record, dict):
-        raise Rejected(None, f"row is a {type(record).__name__}, not an object")
-    row = {
-        "id": _text_field(record, "id", required=False, numbers_ok=True) or f"row-{number}",
-        "slice": _text_field(record, "slice", required=True),
-        "prompt": _text_field(record, "prompt", required=True),
-        "reference": _text_field(record, "reference", required=False, numbers_ok=True),
-        "timestamp": None,
-    }
-    stamp = _text_field(record, "timestamp", required=False)
-    if stamp is not None:
-        try:
-            row["timestamp"] = _utc(datetime.fromisoformat(stamp)).isoformat()
-        except ValueError:
-            raise Rejected("timestamp", f"field 'timestamp' is not an ISO 8601 time: {stamp[:40]!r}") from None
-    return row
-
-
 def in_window(row: dict, since: datetime | None, until: datetime | None) -> bool:
     """Whether a row falls in [since, until); rows without a time fall outside any window."""
     if since is None and until is None:
@@ -156,7 +68,7 @@ def in_window(row: dict, since: datetime | None, until: datetime | None) -> bool
     if row["timestamp"] is None:
         return False
     when = datetime.fromisoformat(row["timestamp"])
-    return (since is None or when >= _utc(since)) and (until is None or when < _utc(until))
+    return (since is None or when >= utc(since)) and (until is None or when < utc(until))
 
 
 # ----------------------------------------------------------------------------- splitting and sampling
@@ -208,14 +120,87 @@ def stratified_sample(rows: list[dict], size: int, seed: int) -> list[dict]:
     return sample
 
 
+# ----------------------------------------------------------------------------- reading
+class Read:
+    """What a pass over the log found: valid rows, quarantined rows, and what to tell the user about both."""
+
+    def __init__(self):
+        self.valid: list[dict] = []
+        self.quarantine: list[dict] = []
+        self.kinds: Counter[str] = Counter()
+        self.rows = self.blank = self.outside = 0
+        self.columns_seen: set[str] = set()
+        self.first_time: str | None = None
+        self.last_time: str | None = None
+
+    def reject(self, row: int, error: Rejected, raw: str) -> None:
+        self.kinds[error.kind] += 1
+        self.quarantine.append({"row": row, "field": error.field, "reason": f"row {row}: {error.reason}", "raw": raw})
+
+    def saw_time(self, when: str) -> None:
+        self.first_time = min(self.first_time or when, when)
+        self.last_time = max(self.last_time or when, when)
+
+
+def read_prompts(config: SourceConfig) -> Read:
+    """One streaming pass: validate each row, quarantine the malformed with a reason, keep the rest in the window."""
+    read, first_row_with_id = Read(), {}
+    progress = Progress("source", None, unit="rows", every_s=15)
+    for record in read_log(config.path):
+        progress.advance()
+        if record.fields is None:
+            read.blank += 1
+            continue
+        read.rows += 1
+        if isinstance(record.fields, dict):
+            read.columns_seen.update(record.fields)
+        try:
+            row = parse_row(record.row, record.fields, config.columns, config.max_prompt_chars)
+            if (earlier := first_row_with_id.setdefault(row["id"], record.row)) != record.row:
+                reason = f"field '{config.columns.id}' repeats the id of row {earlier}"
+                raise Rejected(config.columns.id, "duplicate_id", reason)
+        except Rejected as error:
+            read.reject(record.row, error, record.raw)
+            continue
+        if row["timestamp"]:
+            read.saw_time(row["timestamp"])
+        if in_window(row, config.since, config.until):
+            read.valid.append(row)
+        else:
+            read.outside += 1
+    return read
+
+
+def why_nothing_is_left(config: SourceConfig, read: Read, train_rows: int) -> str | None:
+    """When no training prompt is left, the cause, in one line for the user; else None."""
+    missing = {name: column for name, column in config.columns.must_exist().items() if column not in read.columns_seen}
+    if missing and read.rows:
+        named = ", ".join(f"source.columns.{name} '{column}'" for name, column in missing.items())
+        return f"{named}: no row of {config.path} has it; its columns are {', '.join(sorted(read.columns_seen))}"
+    if (config.since or config.until) and not read.first_time and read.rows > len(read.quarantine):
+        return (
+            f"source.since/until select by time, but no row of {config.path} has a time in column "
+            f"'{config.columns.timestamp}' (map yours with source.columns.timestamp)"
+        )
+    if train_rows:
+        return None
+    if read.rows == 0:
+        return f"{config.path} holds no rows" + (f" ({read.blank} blank lines)" if read.blank else "")
+    if not read.valid and not read.outside:
+        kinds = ", ".join(f"{n} {kind}" for kind, n in read.kinds.most_common())
+        return f"all {read.rows} rows of {config.path} were quarantined ({kinds}); see the quarantine for each row"
+    if not read.valid:
+        return (
+            f"source.since/until [{config.since}, {config.until}) excluded all {read.outside} valid rows "
+            f"(their times run from {read.first_time} to {read.last_time})"
+        )
+    return f"source.eval_size {config.eval_size} took every distinct prompt of the {len(read.valid)} rows: lower it"
+
+
 # ----------------------------------------------------------------------------- the stage
 def log_digest(path: str) -> str:
     """The prompt log's content digest (part of the source stage's cache key)."""
-    if not Path(path).is_file():
-        raise FileNotFoundError(
-            f"no prompt log at {path}: set source.path, or write the demo's with `redistill demo-data --out {path}`"
-        )
-    return storage.digest(path)
+    return storage.digest(str(check_readable(path)))
 
 
 def label_sets(rows: list[dict], slices: list[str]) -> dict[str, list[str]]:
@@ -230,47 +215,36 @@ def label_sets(rows: list[dict], slices: list[str]) -> dict[str, list[str]]:
 def source(config: SourceConfig, label_slices: list[str], out_uri: str) -> Sourced:
     """Read, validate, window, hold out, sample; write prompts and quarantine."""
     with Timer() as timer:
-        valid, quarantine, outside, rows_in = [], [], 0, 0
-        seen_ids: set[str] = set()
-        for number, raw, record in read_records(Path(config.path)):
-            rows_in += 1
-            try:
-                row = parse_row(number, record)
-                if row["id"] in seen_ids:
-                    raise Rejected("id", f"field 'id' repeats an earlier row's id {row['id']!r}")
-            except Rejected as e:
-                quarantine.append({"row": number, "field": e.field, "reason": f"row {number}: {e.reason}", "raw": raw})
-                continue
-            seen_ids.add(row["id"])
-            if in_window(row, config.since, config.until):
-                valid.append(row)
-            else:
-                outside += 1
-        eval_rows, pool = split_eval(valid, config.eval_size, config.seed)
+        read = read_prompts(config)
+        eval_rows, pool = split_eval(read.valid, config.eval_size, config.seed)
         train_rows = stratified_sample(pool, config.sample_size, config.seed)
         # held-out prompts' other copies are not sampled either: they count as not sampled
-        not_sampled = len(valid) - len(eval_rows) - len(train_rows)
+        not_sampled = len(read.valid) - len(eval_rows) - len(train_rows)
+    stop = why_nothing_is_left(config, read, len(train_rows))
     report = StageReport(
         stage="source",
-        rows_in=rows_in,
+        rows_in=read.rows,
         rows_out=len(eval_rows) + len(train_rows),
-        dropped={"malformed": len(quarantine), "outside_window": outside, "not_sampled": not_sampled},
+        dropped={"malformed": len(read.quarantine), "outside_window": read.outside, "not_sampled": not_sampled},
         metrics={
             "train_prompts": len(train_rows),
             "eval_prompts": len(eval_rows),
+            "blank_lines": read.blank,
+            **{f"quarantined.{kind}": n for kind, n in sorted(read.kinds.items())},
             **{
                 f"train_share.{k}": v / max(len(train_rows), 1)
                 for k, v in Counter(r["slice"] for r in train_rows).items()
             },
         },
         seconds=timer.seconds,
-        notes=[q["reason"] for q in quarantine[:20]],
+        notes=[q["reason"] for q in read.quarantine[:20]],
+        stop=stop,
     )
     return Sourced(
         train_prompts=write_dataset(train_rows, storage.join(out_uri, "train_prompts.parquet"), PROMPTS),
         eval_prompts=write_dataset(eval_rows, storage.join(out_uri, "eval_prompts.parquet"), PROMPTS),
-        quarantine=write_dataset(quarantine, storage.join(out_uri, "quarantine.parquet"), QUARANTINE),
-        labels=label_sets(valid, label_slices),
+        quarantine=write_dataset(read.quarantine, storage.join(out_uri, "quarantine.parquet"), QUARANTINE),
+        labels=label_sets(read.valid, label_slices),
         report=report,
     )
 
@@ -279,3 +253,20 @@ def source(config: SourceConfig, label_slices: list[str], out_uri: str) -> Sourc
 def source_prompts(config: SourceConfig, label_slices: list[str], log_digest: str, work_dir: str) -> Sourced:
     """Read the prompt log (identified by its digest), quarantine bad rows, split and sample."""
     return source(config, label_slices, stage_uri(work_dir, "source", config, label_slices, log_digest))
+
+
+def check_source(config: SourceConfig, rows: int = 1000) -> None:
+    """Before any run: the log can be read, and the columns the user named are in its first rows (LogError)."""
+    seen: set[str] = set()
+    for record in itertools.islice(read_log(config.path), rows):
+        if isinstance(record.fields, dict):
+            seen.update(record.fields)
+    missing = {name: column for name, column in config.columns.must_exist().items() if column not in seen}
+    if missing and seen:
+        named = ", ".join(f"source.columns.{name} '{column}'" for name, column in missing.items())
+        raise LogError(f"{named}: not a column of {config.path}; its columns are {', '.join(sorted(seen))}")
+    if (config.since or config.until) and config.columns.timestamp not in seen and seen:
+        raise LogError(
+            f"source.since/until select by time, but {config.path} has no column '{config.columns.timestamp}' "
+            f"(its columns are {', '.join(sorted(seen))}; map yours with source.columns.timestamp)"
+        )

@@ -101,6 +101,7 @@ class StageReport(BaseModel):
     notes: list[str] = []
     details: str = ""  # markdown appended to the summary (the eval table, say)
     tables: dict[str, list[dict]] = {}  # named tables (rows of columns), logged as MLflow tables
+    stop: str | None = None  # why the run cannot go on after this stage (nothing left to work on), for the user
 
     def markdown(self) -> str:
         lines = [
@@ -120,6 +121,8 @@ class StageReport(BaseModel):
             lines += [""] + [f"- {note}" for note in self.notes]
         if self.details:
             lines += ["", self.details]
+        if self.stop:
+            lines += ["", f"**The run stops here**: {self.stop}"]
         return "\n".join(lines) + "\n"
 
 
@@ -149,17 +152,22 @@ class Timer:
 
 
 class Progress:
-    """Logs `done/total` with rate and ETA at most every `every_s` seconds, for long loops."""
+    """Logs `done/total` with rate and ETA at most every `every_s` seconds, for long loops (`done` and the
+    rate alone when the total is not known: a log read as a stream)."""
 
-    def __init__(self, what: str, total: int, unit: str = "rows", every_s: float = 10.0):
+    def __init__(self, what: str, total: int | None, unit: str = "rows", every_s: float = 10.0):
         self.what, self.total, self.unit, self.every_s = what, total, unit, every_s
-        self.done, self.start, self.last = 0, time.perf_counter(), 0.0
+        self.done, self.start = 0, time.perf_counter()
+        self.last = 0.0 if total is not None else self.start  # a stream's first line after `every_s`
 
     def advance(self, n: int = 1) -> None:
         self.done += n
         now = time.perf_counter()
-        if now - self.last >= self.every_s or self.done >= self.total:
+        if now - self.last >= self.every_s or (self.total is not None and self.done >= self.total):
             self.last = now
             rate = self.done / max(now - self.start, 1e-9)
+            if self.total is None:
+                log(f"{self.what}: {self.done} {self.unit} so far ({rate:.1f}/s)")
+                return
             eta = (self.total - self.done) / rate if rate else float("inf")
             log(f"{self.what}: {self.done}/{self.total} {self.unit} ({rate:.1f}/s, eta {eta:.0f}s)")

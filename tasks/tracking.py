@@ -21,7 +21,7 @@ from pydantic import BaseModel, Field, SecretStr
 from tasks import storage
 from tasks.config import Config
 from tasks.refs import DatasetRef
-from tasks.stage import StageResult
+from tasks.stage import StageReport, StageResult
 
 EXPERIMENT = "redistill"
 
@@ -38,11 +38,22 @@ class TrackingConfig(Config):
 
 
 class Run(BaseModel):
-    """The MLflow run a flow run logs to."""
+    """The MLflow run a flow run logs to, and the stage after which it was asked to stop (a dry run)."""
 
     run_id: str
     tracking_uri: str
     experiment_id: str
+    stop_after: str | None = None
+    reports: list[StageReport] = []  # every stage logged so far, in order
+    datasets: dict[str, str] = {}  # `stage.name` -> URI of every dataset logged so far
+
+
+class RunStops(Exception):
+    """The run ends after a stage, logged: as asked (`stop_after`), or failed because nothing is left to do."""
+
+    def __init__(self, run: Run, stage: str, reason: str, failed: bool):
+        super().__init__(f"{stage}: {reason}")
+        self.run, self.stage, self.reason, self.failed = run, stage, reason, failed
 
 
 def _client(tracking_uri: str):
@@ -75,7 +86,9 @@ def _plain(value):
     return value.model_dump(mode="json") if isinstance(value, BaseModel) else str(value)
 
 
-def start_run(config: TrackingConfig, work_dir: str, params: dict[str, str], run_name: str | None) -> Run:
+def start_run(
+    config: TrackingConfig, work_dir: str, params: dict[str, str], run_name: str | None, stop_after: str | None = None
+) -> Run:
     """Create the experiment if needed and a run with the config as params."""
     from mlflow.entities import Param
 
@@ -96,15 +109,21 @@ def start_run(config: TrackingConfig, work_dir: str, params: dict[str, str], run
     items = [Param(k, v[:6000]) for k, v in sorted(params.items())]
     for start in range(0, len(items), 100):  # MLflow takes at most 100 params per batch
         client.log_batch(run.info.run_id, params=items[start : start + 100])
-    return Run(run_id=run.info.run_id, tracking_uri=uri, experiment_id=experiment_id)
+    return Run(run_id=run.info.run_id, tracking_uri=uri, experiment_id=experiment_id, stop_after=stop_after)
 
 
 @contextmanager
-def tracked_run(config: TrackingConfig, work_dir: str, params: dict[str, str], run_name: str | None):
-    """A run that ends FINISHED, or FAILED if the body raises."""
-    run = start_run(config, work_dir, params, run_name)
+def tracked_run(
+    config: TrackingConfig, work_dir: str, params: dict[str, str], run_name: str | None, stop_after: str | None = None
+):
+    """A run that ends FINISHED (a stop as asked, too), or FAILED if the body raises or nothing was left to do."""
+    run = start_run(config, work_dir, params, run_name, stop_after)
     try:
         yield run
+    except RunStops as stop:
+        _client(run.tracking_uri).set_tag(run.run_id, "stopped_after", stop.stage)
+        _client(run.tracking_uri).set_terminated(run.run_id, status="FAILED" if stop.failed else "FINISHED")
+        raise
     except BaseException:
         _client(run.tracking_uri).set_terminated(run.run_id, status="FAILED")
         raise
@@ -144,10 +163,12 @@ def log_dataset(run: Run, ref: DatasetRef, name: str, context: str) -> None:
 
 def log_stage(run: Run, result: StageResult, artifacts: list[str] = ()) -> StageResult:
     """Log a stage's counts, metrics, summary and datasets, copying the datasets named in `artifacts`
-    into the run's artifacts; return the result."""
+    into the run's artifacts; return the result, or raise RunStops when the run ends after this stage."""
     from mlflow.entities import Metric
 
     report = result.report
+    run.reports.append(report)
+    run.datasets |= {f"{report.stage}.{name}": ref.uri for name, ref in result.datasets().items()}
     values = {"rows_in": report.rows_in, "rows_out": report.rows_out, "seconds": report.seconds}
     values |= {f"dropped.{k}": v for k, v in report.dropped.items()} | report.metrics
     now = int(time.time() * 1000)
@@ -161,6 +182,10 @@ def log_stage(run: Run, result: StageResult, artifacts: list[str] = ()) -> Stage
         log_dataset(run, ref, f"{report.stage}.{name}", report.stage)
         if name in artifacts:
             client.log_artifact(run.run_id, str(storage.local_file(ref.uri)), report.stage)
+    if report.stop:
+        raise RunStops(run, report.stage, report.stop, failed=True)
+    if run.stop_after == report.stage:
+        raise RunStops(run, report.stage, "stopped here, as asked (stop_after)", failed=False)
     return result
 
 

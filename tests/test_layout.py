@@ -41,7 +41,7 @@ def test_weekly_deployment_has_the_cron_and_a_valid_config():
 
 STAGES = {"source", "redact", "teacher", "rollout", "dedup", "verify", "filter", "student", "train", "evaluate"}
 STAGES |= {"export", "gate"}
-FAMILIES = {"llm", "verifiers", "pii"}
+FAMILIES = {"llm", "verifiers", "pii", "logfile"}
 
 
 def _project_imports(path: Path) -> set[str]:

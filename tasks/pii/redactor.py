@@ -180,6 +180,7 @@ class Redactor:
             for text in texts:
                 placeholders.continue_after(text)
             found = {text: [s for s in spans[text] if not _inside_any(text, s, terms)] for text in texts}
+            found = _everywhere(found)
             redacted = [placeholders.replace(text, found[text]) for text in texts]
             out.append(Redaction(redacted, sorted({s.entity for text in texts for s in found[text]})))
         return out
@@ -235,12 +236,31 @@ def _operand(text: str, span: Span) -> bool:
     )
 
 
+def _everywhere(found: dict[str, list[Span]]) -> dict[str, list[Span]]:
+    """A value found once in a conversation is replaced wherever else it stands there too ("Thanks, Kwame
+    Mensah" found by its cue, and "Kwame Mensah" or "Mensah" alone in another turn)."""
+    values = {text[s.start : s.end]: s for text, spans in found.items() for s in spans}
+    # and each capitalised word of a name alone ("Mr. Mensah"), as the NER may split a repeated name badly
+    names = [(value, span) for value, span in values.items() if span.entity == "PERSON"]
+    values |= {word: span for value, span in names for word in _NAME_WORD.findall(value)}
+    values = {value: span for value, span in values.items() if len(value) >= 4}
+    if not values:
+        return found
+    pattern = regex.compile("|".join(rf"(?<!\w){regex.escape(v)}(?!\w)" for v in sorted(values, key=len, reverse=True)))
+    return {
+        text: merge(spans + [Span(m.start(), m.end(), values[m.group()].entity, values[m.group()].score)
+                             for m in pattern.finditer(text)])
+        for text, spans in found.items()
+    }  # fmt: skip
+
+
 def _inside_any(text: str, span: Span, terms: list[str]) -> bool:
     """Whether the span's text is (part of) one of the terms."""
     found = text[span.start : span.end].strip()
     return any(found and found in term for term in terms)
 
 
+_NAME_WORD = regex.compile(r"\p{Lu}[\p{Ll}\p{M}'’-]{3,}")
 _KEY = regex.compile(r"[\w-]+=[\"']?")
 
 

@@ -95,3 +95,46 @@ def test_a_missing_or_broken_config_file_is_one_line_naming_it(tmp_path, capsys,
     assert main(["run", "--config", str(path)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and str(path) in err and says in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    "path, says",
+    [
+        ("nope.jsonl", "no such file"),
+        ("log.txt", "unsupported prompt log format '.txt'"),
+        ("s3://logs/2026/11/*.jsonl", "remote logs are not read yet"),
+    ],
+)
+def test_a_log_that_cannot_be_read_is_one_line_and_no_run(tmp_path, capsys, path, says):
+    (tmp_path / "log.txt").write_text("hello")
+    path = path if "://" in path else str(tmp_path / path)
+    assert main(["run", "--source.path", path, "--work_dir", str(tmp_path / "w")]) == 2
+    err = capsys.readouterr().err
+    assert says in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert not (tmp_path / "w").exists()  # no MLflow run, no stage ran
+
+
+def test_nothing_to_distill_stops_after_source_with_the_cause_before_any_model(prefect_server, tmp_path, capsys):
+    (tmp_path / "log.jsonl").write_text('{"slice": "s", "prompt": ""}\n{not json\n')
+    work = tmp_path / "w"
+    assert main(["run", "--source.path", str(tmp_path / "log.jsonl"), "--work_dir", str(work)]) == 2
+    err = capsys.readouterr().err
+    said = err.strip().splitlines()[-1]  # after Prefect's own log lines
+    assert said.startswith("redistill: source: all 2 rows of ") and "1 bad_json" in said and "1 empty" in said
+    assert "Traceback" not in err
+    assert not (work / "models").exists()  # the teacher was never loaded
+
+
+def test_a_dry_run_stops_after_redact_and_shows_what_would_reach_the_teacher(
+    prefect_server, demo_log, tmp_path, capsys
+):
+    path, traffic = demo_log
+    work = tmp_path / "w"
+    assert main(["run", "--source.path", str(path), "--work_dir", str(work), "--stop-after", "redact"]) == 0
+    out = capsys.readouterr().out
+    assert "## source" in out and "## redact" in out and "## rollout" not in out
+    assert (
+        "quarantined.bad_json" in out and "entities.PERSON" in out and "train_share." in out
+    )  # by reason, type, slice
+    assert "redact.train_prompts: " in out and "stopped after redact" in out
+    assert not (work / "models").exists() and not [p for p in traffic.pii if p in out]

@@ -24,7 +24,7 @@ def test_no_planted_pii_survives_and_the_task_is_intact(demo_log, redactor):
     assert damaged == []
 
 
-def test_stage_redacts_prompts_and_the_quarantine(tmp_path):
+def test_stage_redacts_prompts_and_logs_the_quarantine_without_content(tmp_path):
     prompts = write_dataset(
         [
             {
@@ -54,5 +54,5 @@ def test_stage_redacts_prompts_and_the_quarantine(tmp_path):
     [row] = read_dataset(result.train_prompts)
     assert row["prompt"] == "I'm <PERSON_1>. What is 2 + 2?" and row["pii"] == ["PERSON"]
     [bad] = read_dataset(result.quarantine)
-    assert "jo@mail.org" not in bad["raw"] and "<EMAIL_ADDRESS_1>" in bad["raw"]
-    assert result.report.metrics["entities.EMAIL_ADDRESS"] == 2  # one held out, one quarantined
+    assert bad == {"row": 7, "field": None, "reason": "row 7: not valid JSON", "raw": None}  # no content logged
+    assert result.report.metrics["entities.EMAIL_ADDRESS"] == 1

@@ -7,7 +7,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tasks.source import SourceConfig, allocate, log_digest, source, split_eval, stratified_sample
+from tasks.logfile.read import LogError
+from tasks.source import (
+    SourceConfig,
+    allocate,
+    check_source,
+    log_digest,
+    source,
+    split_eval,
+    stratified_sample,
+)
 from tasks.stage import read_dataset
 
 
@@ -65,12 +74,14 @@ def test_reads_jsonl_csv_and_parquet_alike(tmp_path):
     )
 
 
-def test_unsupported_format_and_missing_log_are_clear_errors(tmp_path):
+def test_unsupported_format_missing_log_and_remote_url_are_one_line_errors(tmp_path):
     (tmp_path / "log.txt").write_text("hello")
-    with pytest.raises(ValueError, match="unsupported prompt log format '.txt'"):
+    with pytest.raises(LogError, match="unsupported prompt log format '.txt'"):
         source(SourceConfig(path=str(tmp_path / "log.txt")), [], str(tmp_path))
-    with pytest.raises(FileNotFoundError, match="redistill demo-data"):
+    with pytest.raises(LogError, match="no such file.*redistill demo-data"):
         log_digest(str(tmp_path / "nope.jsonl"))
+    with pytest.raises(LogError, match="remote logs are not read yet"):
+        check_source(SourceConfig(path="s3://logs/2026/11/*.jsonl"))
 
 
 def test_allocate_is_proportional_and_exact():
@@ -156,3 +167,54 @@ def test_a_row_of_invalid_utf8_is_quarantined_and_a_byte_order_mark_is_not_data(
     result = source(SourceConfig(path=str(tmp_path / "log.csv"), sample_size=10, eval_size=0), [], str(tmp_path / "c"))
     assert [(r["id"], r["prompt"]) for r in read_dataset(result.train_prompts)] == [("a1", "What is 1 + 1?")]
     assert read_dataset(result.quarantine) == []
+
+
+def _write_jsonl(path, rows) -> str:
+    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows))
+    return str(path)
+
+
+def _stop(tmp_path, rows, **config) -> str | None:
+    path = _write_jsonl(tmp_path / "log.jsonl", rows)
+    return source(SourceConfig(path=path, **config), [], str(tmp_path / "out")).report.stop
+
+
+def test_when_nothing_is_left_the_report_says_why(tmp_path):
+    ok = [
+        {"id": str(i), "slice": "s", "prompt": f"What is {i} + 1?", "timestamp": "2026-11-20T10:00:00"}
+        for i in range(3)
+    ]
+    assert "holds no rows (2 blank lines)" in _stop(tmp_path, ["", "  "])
+    stop = _stop(tmp_path, ["{not json", '{"slice": "s", "prompt": ""}', "[1]"])
+    assert stop.startswith("all 3 rows of ") and all(
+        f"1 {kind}" in stop for kind in ("bad_json", "empty", "not_object")
+    )
+    assert "source.eval_size 10 took every distinct prompt of the 3 rows" in _stop(tmp_path, ok, eval_size=10)
+    stop = _stop(tmp_path, ok, eval_size=0, since=datetime(2026, 12, 1))
+    assert "excluded all 3 valid rows (their times run from 2026-11-20T10:00:00+00:00 to" in stop
+    assert _stop(tmp_path, ok, eval_size=0) is None
+
+
+def test_a_renamed_column_no_row_has_and_a_window_without_times_are_config_errors(tmp_path):
+    rows = [{"text": f"What is {i} + 1?", "category": "math"} for i in range(4)]
+    columns = {"prompt": "text", "slice": "category"}
+    assert _stop(tmp_path, rows, columns=columns, eval_size=0) is None
+    stop = _stop(tmp_path, rows, columns={**columns, "timestamp": "ts"}, eval_size=0)
+    assert (
+        stop
+        == f"source.columns.timestamp 'ts': no row of {tmp_path / 'log.jsonl'} has it; its columns are category, text"
+    )
+    stop = _stop(tmp_path, rows, columns=columns, eval_size=0, since=datetime(2026, 11, 1))
+    assert "no row of" in stop and "has a time in column 'timestamp'" in stop
+    with pytest.raises(
+        LogError, match="source.columns.timestamp 'ts': not a column of .*its columns are category, text"
+    ):
+        check_source(SourceConfig(path=str(tmp_path / "log.jsonl"), columns={**columns, "timestamp": "ts"}))
+
+
+def test_a_repeated_id_is_quarantined_naming_the_first_row_not_the_id(tmp_path):
+    rows = [{"id": "req-secret-77", "slice": "s", "prompt": p} for p in ("What is 1 + 1?", "What is 2 + 2?")]
+    result = source(SourceConfig(path=_write_jsonl(tmp_path / "log.jsonl", rows), eval_size=0), [], str(tmp_path))
+    [bad] = read_dataset(result.quarantine)
+    assert bad["reason"] == "row 2: field 'id' repeats the id of row 1" and bad["field"] == "id"
+    assert result.report.metrics["quarantined.duplicate_id"] == 1

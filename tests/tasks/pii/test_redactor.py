@@ -63,3 +63,18 @@ def test_presidio_does_not_warn_about_recognizers_for_other_languages(caplog):
         Redactor(RedactConfig(workers=1)).redact(["Hi, I'm Maria."])
     assert not [r for r in caplog.records if "Recognizer not added" in r.getMessage()]
     assert not [r for r in caplog.records if r.name.startswith("presidio") and r.levelno < logging.WARNING]
+
+
+def test_a_value_found_once_is_replaced_everywhere_in_the_conversation(redactor):
+    """The name is found by its sign-off cue in one turn; alone in another turn it goes too."""
+    turns = ["Kwame Mensah Kwame Mensah Kwame Mensah", "Thanks,\nKwame Mensah"]  # the NER splits the first badly
+    [conversation] = redactor.redact_conversations([turns])
+    assert not [word for word in ("Kwame", "Mensah") for text in conversation.texts if word in text]
+    assert conversation.texts[1].startswith("Thanks,\n<PERSON_")
+
+
+def test_a_person_the_ner_finds_ends_at_the_line_break(redactor):
+    """spaCy may run a name on into the next paragraph ("Český Dub\n\nTranslate"): the task there stays."""
+    text = 'Thanks!\nDrahoslav Beránek\nBratří Čapků 3\n327 64 Český Dub\n\nParaphrase "see you tomorrow".'
+    [(redacted, _)] = redactor.redact([text])
+    assert redacted.endswith('\n\nParaphrase "see you tomorrow".') and "Beránek" not in redacted

@@ -1,0 +1,140 @@
+"""A prompt log, row by row: JSONL, CSV or Parquet, streamed, decoded one row at a time.
+
+A row whose bytes are not UTF-8 becomes a `Rejected` record naming the byte offset, never the
+content; a byte-order mark is not data; blank lines are counted, not quarantined; quoted multi-line
+CSV fields work. A log that cannot be read at all (missing, another format, a remote URL) raises
+`LogError`: one line, before anything runs.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+FORMATS = (".jsonl", ".csv", ".parquet")
+
+
+class LogError(ValueError):
+    """The log cannot be read at all: said in one line, naming the file and what to do."""
+
+
+class Rejected(Exception):
+    """A malformed row: the field at fault (or None), a short kind for counting, and a reason without content."""
+
+    def __init__(self, field: str | None, kind: str, reason: str):
+        super().__init__(reason)
+        self.field, self.kind, self.reason = field, kind, reason
+
+
+@dataclass
+class Record:
+    """One row of the log: its 1-based number, the row as read (for the quarantine), and its fields or why
+    it has none; `fields` is None for a blank line."""
+
+    row: int
+    raw: str
+    fields: dict | Rejected | None
+
+
+def check_readable(path: str) -> Path:
+    """The log's local path, or LogError saying why it cannot be read."""
+    if "://" in path and not path.startswith("file://"):
+        raise LogError(
+            f"source.path {path}: remote logs are not read yet; copy the file to this machine and point "
+            "source.path at it"
+        )
+    local = Path(path.removeprefix("file://"))
+    if local.suffix.lower() not in FORMATS:
+        raise LogError(
+            f"source.path {path}: unsupported prompt log format {local.suffix!r} (use .jsonl, .csv or .parquet)"
+        )
+    if not local.is_file():
+        raise LogError(
+            f"source.path {path}: no such file; set source.path, or write the demo's with "
+            f"`redistill demo-data --out {path}`"
+        )
+    return local
+
+
+def read_log(path: str) -> Iterator[Record]:
+    """Every row of the log, in order, without holding the file in memory."""
+    local = check_readable(path)
+    suffix = local.suffix.lower()
+    if suffix == ".jsonl":
+        yield from _jsonl(local)
+    elif suffix == ".csv":
+        yield from _csv(local)
+    else:
+        yield from _parquet(local)
+
+
+def _not_utf8(offset: int, where: str = "the row") -> Rejected:
+    return Rejected(None, "invalid_utf8", f"not valid UTF-8 (at byte offset {offset} of {where})")
+
+
+def _jsonl(path: Path) -> Iterator[Record]:
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, start=1):
+            if number == 1:
+                raw = raw.removeprefix(codecs.BOM_UTF8)
+            try:
+                line = raw.decode("utf-8").rstrip("\r\n")
+            except UnicodeDecodeError as e:
+                yield Record(number, raw.decode("utf-8", errors="replace").rstrip("\r\n"), _not_utf8(e.start))
+                continue
+            if not line.strip():
+                yield Record(number, "", None)
+                continue
+            try:
+                yield Record(number, line, json.loads(line))
+            except json.JSONDecodeError as e:
+                yield Record(number, line, Rejected(None, "bad_json", f"not valid JSON: {e.msg} (column {e.colno})"))
+
+
+def _csv(path: Path) -> Iterator[Record]:
+    # surrogateescape keeps undecodable bytes as lone surrogates, so one bad row does not stop the file
+    with open(path, encoding="utf-8-sig", errors="surrogateescape", newline="") as f:
+        reader = csv.reader(f)
+        header = next(reader, None) or []
+        for number, values in enumerate(reader, start=1):
+            raw = json.dumps(values, ensure_ascii=False).encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+            if not any(v.strip() for v in values):
+                yield Record(number, "", None)
+            elif len(values) > len(header):
+                reason = f"has {len(values)} fields, the header {len(header)}"
+                yield Record(number, raw, Rejected(None, "bad_csv", reason))
+            elif bad := next(((n, v) for n, v in zip(header, values, strict=False) if _surrogate(v) >= 0), None):
+                name, value = bad
+                offset = len(value[: _surrogate(value)].encode("utf-8", "surrogateescape"))
+                yield Record(number, raw, _not_utf8(offset, f"field '{name}'"))
+            else:
+                yield Record(number, raw, {n: v for n, v in zip(header, values, strict=False) if v != ""})
+
+
+def _surrogate(text: str) -> int:
+    """Index of the first undecodable byte (a lone surrogate) in `text`, or -1."""
+    return next((i for i, c in enumerate(text) if "\udc80" <= c <= "\udcff"), -1)
+
+
+def _parquet(path: Path) -> Iterator[Record]:
+    number = 0
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=10_000):
+        for values in batch.to_pylist():
+            number += 1
+            raw = json.dumps(values, default=str, ensure_ascii=False)
+            fields, bad = {}, None
+            for name, value in values.items():
+                if isinstance(value, bytes):  # a binary column: text only if it decodes
+                    try:
+                        value = value.decode("utf-8")
+                    except UnicodeDecodeError as e:
+                        bad = bad or _not_utf8(e.start, f"field '{name}'")
+                if value is not None:
+                    fields[name] = value
+            yield Record(number, raw, bad or fields)

@@ -1,0 +1,105 @@
+"""Each malformed kind, in each format where it can occur: quarantined with its own reason and field while
+the rest is read; reasons name where, never what."""
+
+import codecs
+import json
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from tasks.logfile.read import (
+    LogError,  # noqa: F401  (the error the CLI turns into one line)
+    Rejected,
+    read_log,
+)
+from tasks.logfile.rows import Columns, parse_row
+
+SECRET = "Ingrid Solberg, +47 912 34 567"  # stands for any content: it must never appear in a reason
+
+
+def _outcomes(path) -> list[tuple[int, str]]:
+    """(row, kind) per row: 'ok', 'blank', or the kind of rejection."""
+    out = []
+    for record in read_log(str(path)):
+        if record.fields is None:
+            out.append((record.row, "blank"))
+            continue
+        try:
+            parse_row(record.row, record.fields, Columns(), max_prompt_chars=200)
+            out.append((record.row, "ok"))
+        except Rejected as e:
+            assert SECRET not in e.reason and "Ingrid" not in e.reason, e.reason
+            out.append((record.row, e.kind))
+    return out
+
+
+def test_jsonl_every_kind_of_bad_row(tmp_path):
+    good = {"id": "1", "slice": "s", "prompt": f"Hi, {SECRET}. What is 2 + 2?", "timestamp": "2026-11-20T10:00:00Z"}
+    lines = [
+        json.dumps(good).encode(),
+        b"",  # blank: counted, not quarantined
+        b'{"slice": "s", "prompt": "' + SECRET.encode() + b' caf\xe9"}',  # not UTF-8
+        ('{"slice": "s", "prompt": "' + SECRET + '"').encode(),  # not JSON
+        json.dumps([SECRET]).encode(),  # not an object
+        json.dumps({"slice": "s"}).encode(),  # missing
+        json.dumps({"slice": "s", "prompt": "   "}).encode(),  # empty
+        json.dumps({"slice": "s", "prompt": 42}).encode(),  # wrong type
+        json.dumps({"slice": "s", "prompt": "x" * 201}).encode(),  # too long
+        json.dumps({"slice": "s", "prompt": SECRET, "timestamp": f"at {SECRET}"}).encode(),  # bad time
+        json.dumps({"slice": "s", "prompt": "When?", "timestamp": 1764000000}).encode(),  # epoch seconds: fine
+    ]
+    (tmp_path / "log.jsonl").write_bytes(codecs.BOM_UTF8 + b"\n".join(lines) + b"\n")
+    assert _outcomes(tmp_path / "log.jsonl") == [
+        (1, "ok"), (2, "blank"), (3, "invalid_utf8"), (4, "bad_json"), (5, "not_object"), (6, "missing"),
+        (7, "empty"), (8, "wrong_type"), (9, "too_long"), (10, "bad_timestamp"), (11, "ok"),
+    ]  # fmt: skip
+
+
+def test_csv_bad_bytes_in_one_field_quoted_newlines_and_ragged_rows(tmp_path):
+    rows = [
+        b"id,slice,prompt,reference",
+        b'1,s,"Two lines:\nwhat is 2 + 2?",4',  # a quoted field with a newline is one row
+        b'2,s,"caf\xe9 ' + SECRET.encode() + b'",x',  # bytes that are not UTF-8 in one field
+        b",,,",  # blank
+        b"3,s,What is 3 + 3?,6,extra",  # more fields than the header
+        b"4,s,,x",  # empty prompt: missing
+    ]
+    (tmp_path / "log.csv").write_bytes(codecs.BOM_UTF8 + b"\n".join(rows) + b"\n")
+    assert _outcomes(tmp_path / "log.csv") == [
+        (1, "ok"),
+        (2, "invalid_utf8"),
+        (3, "blank"),
+        (4, "bad_csv"),
+        (5, "missing"),
+    ]
+    [_, bad, *_] = list(read_log(str(tmp_path / "log.csv")))
+    assert bad.fields.reason == "not valid UTF-8 (at byte offset 3 of field 'prompt')"
+
+
+def test_parquet_binary_column_that_is_not_utf8_and_typed_columns(tmp_path):
+    table = pa.table(
+        {
+            "slice": ["s", "s", "s"],
+            "prompt": pa.array([b"What is 1 + 1?", b"caf\xe9 " + SECRET.encode(), b"Hi"], pa.binary()),
+            "id": [1, 2, 3],  # numbers are fine for ids
+        }
+    )
+    pq.write_table(table, tmp_path / "log.parquet")
+    assert _outcomes(tmp_path / "log.parquet") == [(1, "ok"), (2, "invalid_utf8"), (3, "ok")]
+
+
+def test_columns_map_the_log_s_own_names():
+    columns = Columns(prompt="text", slice="category", timestamp="ts", id="request_id", reference="expected")
+    record = {"text": "What is 2 + 2?", "category": "math", "ts": "2026-11-20 10:00", "request_id": 7, "expected": 4}
+    row = parse_row(1, record, columns, max_prompt_chars=100)
+    assert row == {
+        "id": "7",
+        "timestamp": "2026-11-20T10:00:00+00:00",
+        "slice": "math",
+        "prompt": "What is 2 + 2?",
+        "reference": "4",
+    }
+    assert columns.must_exist() == {
+        "prompt": "text", "slice": "category", "timestamp": "ts", "id": "request_id", "reference": "expected",
+    }  # fmt: skip
+    assert Columns().must_exist() == {"prompt": "prompt", "slice": "slice"}
