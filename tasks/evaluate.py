@@ -28,7 +28,16 @@ from tasks.llm.types import Backend, Completion, answer_each
 from tasks.models import load_merged, load_model, parameter_count, size_mb
 from tasks.refs import DatasetRef, ModelRef
 from tasks.schemas import ANSWERS
-from tasks.stage import Progress, StageReport, StageResult, Timer, prompt_id, read_dataset, write_dataset
+from tasks.stage import (
+    Progress,
+    StageReport,
+    StageResult,
+    Timer,
+    conversation,
+    prompt_id,
+    read_dataset,
+    write_dataset,
+)
 from tasks.verifiers import VerifyConfig, verdict
 
 MODELS = ("base", "teacher", "student")
@@ -80,7 +89,7 @@ def accuracy_by_slice(answers: list[dict]) -> dict[str, float]:
 def answer_all(backend: Backend, rows: list[dict], name: str) -> list[Completion]:
     """Every row's answer from a backend, with a progress line."""
     progress = Progress(f"evaluate {name}", len(rows), unit="prompts")
-    return answer_each(backend, [r["prompt"] for r in rows], progress.advance)
+    return answer_each(backend, [conversation(r) for r in rows], progress.advance)
 
 
 def measure_speed(backend: Backend, rows: list[dict], prompts: int) -> tuple[float, float]:
@@ -143,7 +152,7 @@ def score_teacher(
     )
     backend = make_backend(greedy_teacher, checkpoint)
     try:
-        by_id = {prompt_id(r["prompt"]): r["prompt"] for r in rows}
+        by_id = {prompt_id(r["prompt"]): conversation(r) for r in rows}
         answers = ask(store, PURPOSE, greedy_teacher, checkpoint, by_id, 1, backend=backend)
         if answers.rejected:
             raise RuntimeError(f"the teacher refused {len(answers.rejected)} held-out prompts: {answers.rejected}")

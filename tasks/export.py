@@ -22,7 +22,7 @@ from tasks.llm.local import LocalBackend
 from tasks.llm.types import Completion, answer_each
 from tasks.models import load_merged, load_model, model_ref, size_mb
 from tasks.refs import DatasetRef, ModelRef
-from tasks.stage import StageReport, StageResult, Timer, read_dataset
+from tasks.stage import StageReport, StageResult, Timer, conversation, read_dataset
 from tasks.verifiers import VerifyConfig, verdict
 
 
@@ -102,7 +102,8 @@ def quantize_awq(model, tokenizer, calibration: list[list[dict]], config: Export
 def check_answers(model, tokenizer, rows: list[dict], config: ExportConfig) -> list[Completion]:
     """Greedy answers to the check prompts."""
     sampling = SamplingConfig(temperature=0.0, top_p=1.0, max_new_tokens=config.max_new_tokens)
-    return answer_each(LocalBackend(model, tokenizer, sampling, config.batch_size, seed=0), [r["prompt"] for r in rows])
+    backend = LocalBackend(model, tokenizer, sampling, config.batch_size, seed=0)
+    return answer_each(backend, [conversation(r) for r in rows])
 
 
 def accuracy(verify: VerifyConfig, rows: list[dict], answers: list[Completion]) -> float | None:

@@ -88,12 +88,10 @@ def assistant_turn(row: dict, include_reasoning: bool) -> str:
 
 
 def training_row(row: dict, include_reasoning: bool) -> dict:
-    """A kept rollout as a chat row for SFT."""
+    """A kept rollout as a chat row for SFT: the prompt (a chat row's whole conversation), then the answer."""
     return {
-        "messages": [
-            {"role": "user", "content": row["prompt"]},
-            {"role": "assistant", "content": assistant_turn(row, include_reasoning)},
-        ],
+        "messages": (row.get("messages") or [{"role": "user", "content": row["prompt"]}])
+        + [{"role": "assistant", "content": assistant_turn(row, include_reasoning)}],
         "prompt_id": row["prompt_id"],
         "slice": row["slice"],
         "sample_index": row["sample_index"],

@@ -2,7 +2,8 @@
 
 The finding and replacing is tasks.pii's (Presidio with spaCy NER and its recognizers, plus ours for
 names in context, IBAN-shaped and long account numbers, phones in any national format and street
-addresses); placeholders are numbered per prompt (`<PERSON_1>`, `<PERSON_2>`). Output: the training
+addresses); placeholders are numbered per prompt (`<PERSON_1>`, `<PERSON_2>`), across the turns of a
+chat row's conversation. Output: the training
 and the held-out prompts with `prompt` redacted and `pii` (entity types found), and the quarantine
 without its rows' content: it is logged to MLflow, and a malformed row (a 200 kB paste, a broken
 record) is where redaction is least sure; row, field and reason say what is wrong, and the row as
@@ -17,16 +18,24 @@ from prefect import task
 
 from tasks import storage
 from tasks.cache import STAGE_CACHE, stage_uri
-from tasks.pii import RedactConfig, Redactor
+from tasks.pii import RedactConfig, Redaction, Redactor
 from tasks.refs import DatasetRef
 from tasks.schemas import QUARANTINE, REDACTED_PROMPTS
-from tasks.stage import StageReport, StageResult, Timer, read_dataset, write_dataset
+from tasks.stage import StageReport, StageResult, Timer, read_dataset, render_turns, write_dataset
 
 
 class Redacted(StageResult):
     train_prompts: DatasetRef
     eval_prompts: DatasetRef
     quarantine: DatasetRef
+
+
+def _redacted_row(row: dict, redaction: Redaction) -> dict:
+    """The row with its text, or each turn of its conversation, redacted (one numbering per conversation)."""
+    if not row["messages"]:
+        return {**row, "prompt": redaction.texts[0], "pii": redaction.entities}
+    messages = [{**m, "content": text} for m, text in zip(row["messages"], redaction.texts, strict=True)]
+    return {**row, "messages": messages, "prompt": render_turns(messages), "pii": redaction.entities}
 
 
 def redact(
@@ -37,16 +46,17 @@ def redact(
         redactor = Redactor(config)
         train_rows, eval_rows, bad = read_dataset(train), read_dataset(held_out), read_dataset(quarantine)
         rows = train_rows + eval_rows
-        redacted = redactor.redact([r["prompt"] for r in rows], progress_label="redact prompts")
-        entities = Counter(t for _, types in redacted for t in types)
-        out_rows = [{**r, "prompt": text, "pii": types} for r, (text, types) in zip(rows, redacted, strict=True)]
+        turns = [[m["content"] for m in r["messages"]] if r["messages"] else [r["prompt"]] for r in rows]
+        redacted = redactor.redact_conversations(turns, progress_label="redact prompts")
+        entities = Counter(t for r in redacted for t in r.entities)
+        out_rows = [_redacted_row(r, done) for r, done in zip(rows, redacted, strict=True)]
         out_bad = [{**q, "raw": None} for q in bad]
     report = StageReport(
         stage="redact",
         rows_in=len(rows),
         rows_out=len(out_rows),
         metrics={
-            "rows_with_pii": sum(1 for _, types in redacted if types),
+            "rows_with_pii": sum(1 for r in redacted if r.entities),
             **{f"entities.{name}": n for name, n in sorted(entities.items())},
         },
         seconds=timer.seconds,

@@ -3,8 +3,9 @@
 Every finished request is committed to the request store (tasks.llm.store) as it completes, under
 purpose `rollout` and the teacher's fingerprint (backend, identity, sampling, system prompt): a
 retried task or a new run over the same prompts sends only what is missing, and a changed teacher
-gets new rollouts, never a silent mix. A prompt the server refuses (HTTP 400) is quarantined with
-the server's message. The teacher's answers and reasoning are redacted as the prompts were (a
+gets new rollouts, never a silent mix. A prompt longer than the teacher's context less its answer's
+tokens is refused before any call (`too_long`); one the server refuses (HTTP 400) is quarantined
+with the server's message. The teacher's answers and reasoning are redacted as the prompts were (a
 teacher may echo or invent PII), numbered after the prompt's placeholders. Outputs
 `rollouts.parquet` (schemas.ROLLOUTS: this run's prompts x N, read back from the store) and
 `rejected.parquet` (schemas.REJECTED_PROMPTS).
@@ -21,11 +22,21 @@ from tasks.cache import STAGE_CACHE, stage_uri
 from tasks.config import Config
 from tasks.llm.ask import ask
 from tasks.llm.config import LLMConfig
+from tasks.llm.context import over_context
 from tasks.llm.store import RequestStore, open_store
 from tasks.pii import RedactConfig, Redactor
 from tasks.refs import DatasetRef, ModelRef
 from tasks.schemas import REJECTED_PROMPTS, ROLLOUTS
-from tasks.stage import Progress, StageReport, StageResult, Timer, prompt_id, read_dataset, write_dataset
+from tasks.stage import (
+    Progress,
+    StageReport,
+    StageResult,
+    Timer,
+    conversation,
+    prompt_id,
+    read_dataset,
+    write_dataset,
+)
 
 PURPOSE = "rollout"
 
@@ -55,21 +66,23 @@ def rollout(
         train = read_dataset(prompts)
         by_id = {prompt_id(r["prompt"]): r for r in train}  # repeated prompts are asked once
         n = config.samples_per_prompt
-        progress = Progress("rollout", len(by_id) * n, unit="samples")
+        asked = {pid: conversation(row) for pid, row in by_id.items()}
+        too_long = over_context(teacher, checkpoint, asked)  # refused here: nothing over-long reaches a model
+        progress = Progress("rollout", (len(by_id) - len(too_long)) * n, unit="samples")
         answers = ask(
             store,
             PURPOSE,
             teacher,
             checkpoint,
-            {pid: row["prompt"] for pid, row in by_id.items()},
+            {pid: prompt for pid, prompt in asked.items() if pid not in too_long},
             n,
             on_progress=progress.advance,
         )
         key = answers.fingerprint
-        complete = [pid for pid in by_id if pid not in answers.rejected]
+        complete = [pid for pid in by_id if pid not in answers.rejected and pid not in too_long]
         rows = []
         for pid in complete:
-            prompt_fields = {k: by_id[pid][k] for k in ("slice", "prompt", "reference")}
+            prompt_fields = {k: by_id[pid][k] for k in ("slice", "prompt", "reference", "messages")}
             for i in range(n):
                 c = answers.completions[(pid, i)]
                 rows.append(
@@ -87,11 +100,11 @@ def rollout(
                     }
                 )
         redacted = _redact_answers(Redactor(redact), rows)
+        why = too_long | {pid: f"teacher_rejected: {message}" for pid, message in answers.rejected.items()}
         rejected = [
-            {"prompt_id": pid, **{k: by_id[pid][k] for k in ("slice", "prompt", "reference")},
-             "reason": f"teacher_rejected: {message}"}
-            for pid, message in answers.rejected.items()
-        ]  # fmt: skip
+            {"prompt_id": pid, **{k: by_id[pid][k] for k in ("slice", "prompt", "reference")}, "reason": reason}
+            for pid, reason in why.items()
+        ]
     spend = answers.spend
     prompt_tokens = sum(answers.completions[(pid, 0)].prompt_tokens for pid in complete)
     completion_tokens = sum(r["completion_tokens"] for r in rows)
@@ -99,7 +112,11 @@ def rollout(
         stage="rollout",
         rows_in=len(train),
         rows_out=len(rows),
-        dropped={"repeated_prompt": len(train) - len(by_id), "teacher_rejected": len(rejected)},
+        dropped={
+            "repeated_prompt": len(train) - len(by_id),
+            "too_long": len(too_long),
+            "teacher_rejected": len(answers.rejected),
+        },
         metrics={
             "prompts": len(by_id),
             "samples_from_store": len(rows) - spend.samples,

@@ -6,14 +6,18 @@ itself. Rejected rows of a stage are its output schema plus `reason` (tasks.stag
 
 import pyarrow as pa
 
+# A chat turn, as HF and OpenAI write it.
+MESSAGE = pa.struct([("role", pa.string()), ("content", pa.string())])
+
 # source -> redact. One row per prompt; the held-out and the training prompts are two datasets.
 PROMPTS = pa.schema(
     [
         ("id", pa.string()),  # the log's id, or row-<n>
         ("timestamp", pa.string()),  # ISO 8601 UTC, or null
         ("slice", pa.string()),  # the traffic slice the prompt belongs to
-        ("prompt", pa.string()),  # the user's text (redacted after the redact stage)
+        ("prompt", pa.string()),  # the user's text, or a chat row's turns as one text (redacted after redact)
         ("reference", pa.string()),  # the checkable answer, or null
+        ("messages", pa.list_(MESSAGE)),  # a chat row's conversation, ending with the user's turn; else null
     ]
 )
 
@@ -45,6 +49,7 @@ ROLLOUTS = pa.schema(
         ("prompt_tokens", pa.int32()),
         ("completion_tokens", pa.int32()),
         ("logprobs", pa.list_(pa.float32())),  # chosen-token log-probabilities, or null
+        ("messages", pa.list_(MESSAGE)),  # the prompt's conversation, for chat rows; else null
     ]
 )
 
@@ -60,7 +65,6 @@ REJECTED_PROMPTS = pa.schema(
 )
 
 # filter -> train, export. HF chat `messages`, ready for TRL's SFTTrainer.
-MESSAGE = pa.struct([("role", pa.string()), ("content", pa.string())])
 TRAINING_ROWS = pa.schema(
     [
         ("messages", pa.list_(MESSAGE)),

@@ -173,7 +173,7 @@ def read_prompts(config: SourceConfig) -> Read:
 
 def why_nothing_is_left(config: SourceConfig, read: Read, train_rows: int) -> str | None:
     """When no training prompt is left, the cause, in one line for the user; else None."""
-    missing = {name: column for name, column in config.columns.must_exist().items() if column not in read.columns_seen}
+    missing = config.columns.missing_from(read.columns_seen)
     if missing and read.rows:
         named = ", ".join(f"source.columns.{name} '{column}'" for name, column in missing.items())
         return f"{named}: no row of {config.path} has it; its columns are {', '.join(sorted(read.columns_seen))}"
@@ -261,7 +261,7 @@ def check_source(config: SourceConfig, rows: int = 1000) -> None:
     for record in itertools.islice(read_log(config.path), rows):
         if isinstance(record.fields, dict):
             seen.update(record.fields)
-    missing = {name: column for name, column in config.columns.must_exist().items() if column not in seen}
+    missing = config.columns.missing_from(seen)
     if missing and seen:
         named = ", ".join(f"source.columns.{name} '{column}'" for name, column in missing.items())
         raise LogError(f"{named}: not a column of {config.path}; its columns are {', '.join(sorted(seen))}")

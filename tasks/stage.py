@@ -57,6 +57,17 @@ def prompt_id(prompt: str) -> str:
     return hashlib.sha256(prompt.encode()).hexdigest()[:16]
 
 
+def conversation(row: dict) -> str | list[dict]:
+    """What a model is asked for a prompt row: a chat row's conversation, else its text."""
+    return row.get("messages") or row["prompt"]
+
+
+def render_turns(messages: list[dict]) -> str:
+    """A conversation as one text, a turn per line ("user: …"): a chat row's `prompt`, its identity for the
+    request store, the held-out split and dedup."""
+    return "\n".join(f"{m['role']}: {m['content']}" for m in messages)
+
+
 def normalize_text(text: str) -> str:
     """Lowercase, sentence punctuation dropped, whitespace folded: a text's identity for exact matching.
 

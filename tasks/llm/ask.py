@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from tasks.llm.config import LLMConfig
 from tasks.llm.store import RequestStore
-from tasks.llm.types import Backend, Completion, Request
+from tasks.llm.types import Backend, Completion, Prompt, Request
 from tasks.refs import ModelRef
 
 
@@ -106,7 +106,7 @@ def ask(
     purpose: str,
     config: LLMConfig,
     checkpoint: ModelRef | None,
-    prompts: dict[str, str],
+    prompts: dict[str, Prompt],
     n: int,
     on_progress: Callable[[int], None] = lambda samples: None,
     backend: Backend | None = None,

@@ -10,6 +10,7 @@ from tasks.llm.types import (
     Completion,
     OnDone,
     OnRejected,
+    Prompt,
     Request,
     by_missing_count,
     chat_messages,
@@ -19,8 +20,8 @@ from tasks.llm.types import (
 from tasks.models import END_OF_TURN, load_model
 
 
-def chat_prompts(tokenizer, prompts: list[str], system_prompt: str | None) -> list[str]:
-    """Render user prompts through the chat template, ready for generation."""
+def chat_prompts(tokenizer, prompts: list[Prompt], system_prompt: str | None) -> list[str]:
+    """Render prompts (texts or conversations) through the chat template, ready for generation."""
     return [
         tokenizer.apply_chat_template(chat_messages(p, system_prompt), tokenize=False, add_generation_prompt=True)
         for p in prompts
@@ -31,7 +32,7 @@ def chat_prompts(tokenizer, prompts: list[str], system_prompt: str | None) -> li
 def generate(
     model,
     tokenizer,
-    prompts: list[str],
+    prompts: list[Prompt],
     *,
     n: int = 1,
     temperature: float = 0.0,

@@ -28,12 +28,17 @@ class Completion:
     logprobs: list[float] | None = None  # chosen-token log-probabilities, when asked for and offered
 
 
+# What a model is asked: a user's text, or a conversation (chat `messages`: {role, content} dicts) that
+# ends with the user's turn.
+Prompt = str | list[dict[str, str]]
+
+
 @dataclass(frozen=True)
 class Request:
     """A prompt, and the sample indices of it still to be answered."""
 
     id: str
-    prompt: str
+    prompt: Prompt
     indices: tuple[int, ...] = (0,)
 
 
@@ -68,9 +73,11 @@ def split_reasoning(text: str) -> tuple[str | None, str]:
     return None, text.strip()
 
 
-def chat_messages(prompt: str, system_prompt: str | None) -> list[dict[str, str]]:
-    system = [{"role": "system", "content": system_prompt}] if system_prompt else []
-    return system + [{"role": "user", "content": prompt}]
+def chat_messages(prompt: Prompt, system_prompt: str | None) -> list[dict[str, str]]:
+    """The chat messages for a prompt: the teacher's system prompt, unless the conversation has its own."""
+    turns = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else [dict(t) for t in prompt]
+    own_system = turns[0]["role"] == "system"
+    return ([{"role": "system", "content": system_prompt}] if system_prompt and not own_system else []) + turns
 
 
 def by_missing_count(requests: list[Request], batch_size: int) -> Iterator[tuple[int, list[Request]]]:
@@ -89,7 +96,7 @@ def request_seed(seed: int, request_id: str) -> int:
 
 
 def answer_each(
-    backend: Backend, prompts: list[str], on_progress: Callable[[int], None] = lambda n: None
+    backend: Backend, prompts: list[Prompt], on_progress: Callable[[int], None] = lambda n: None
 ) -> list[Completion]:
     """One answer per prompt, in order, straight from a backend: for the models under test, which are
     cheap to ask again (no store). A refusal is an error: every prompt must be scored."""

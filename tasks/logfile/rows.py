@@ -6,29 +6,41 @@ are logged, shown in the Prefect UI and kept in MLflow, and the row has not been
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 
 from pydantic import Field
 
 from tasks.config import Config
 from tasks.logfile.read import Rejected
+from tasks.stage import render_turns
+
+ROLES = ("system", "user", "assistant")
 
 
 class Columns(Config):
     """The log's column for each thing redistill reads (defaults: the names `redistill demo-data` writes)."""
 
-    prompt: str = Field("prompt", description="The user's text.")
+    prompt: str = Field("prompt", description="The user's text (or use `messages`).")
+    messages: str = Field(
+        "messages",
+        description="A chat request: OpenAI-style [{role, content}] turns ending with the user's (JSON text in CSV).",
+    )
     slice: str = Field("slice", description="The traffic slice (task, product, route) the prompt belongs to.")
     id: str = Field("id", description="The request's id (optional; row-<n> when absent).")
     timestamp: str = Field("timestamp", description="When it was asked: ISO 8601 or epoch seconds (optional).")
     reference: str = Field("reference", description="The checkable answer (optional).")
 
-    def must_exist(self) -> dict[str, str]:
-        """{field: column} for the columns some row must have: the prompt, the slice, and any column renamed
-        from its default (a name the user wrote is a name the log should have)."""
+    def missing_from(self, seen: set[str]) -> dict[str, str]:
+        """{field: column} for the columns some row must have and none of `seen` is: the prompt (or chat
+        messages), the slice, and any column renamed from its default (a name the user wrote is one the log
+        should have)."""
         fields = type(self).model_fields
-        renamed = {name: getattr(self, name) for name in fields if getattr(self, name) != fields[name].default}
-        return {"prompt": self.prompt, "slice": self.slice} | renamed
+        needed = {name: getattr(self, name) for name in fields if getattr(self, name) != fields[name].default}
+        needed["slice"] = self.slice
+        if self.messages not in seen:
+            needed["prompt"] = self.prompt
+        return {name: column for name, column in sorted(needed.items()) if column not in seen}
 
 
 def _text(record: dict, column: str, required: bool, numbers_ok: bool = False) -> str | None:
@@ -67,23 +79,58 @@ def _time(record: dict, column: str) -> str | None:
         raise Rejected(column, "bad_timestamp", f"field '{column}' is not a time (ISO 8601 or epoch seconds)") from None
 
 
+def _content(turn) -> str | None:
+    """A turn's text: a string, or OpenAI's list of content parts (their text parts joined)."""
+    content = turn.get("content") if isinstance(turn, dict) else None
+    if isinstance(content, list):
+        parts = [p.get("text") for p in content if isinstance(p, dict) and p.get("type") == "text"]
+        content = "\n".join(p for p in parts if isinstance(p, str)) if len(parts) == len(content) else None
+    return content.strip() if isinstance(content, str) and content.strip() else None
+
+
+def _messages(record: dict, column: str) -> list[dict] | None:
+    """A chat row's turns, checked: {role, content} each, a system turn only first, the user's turn last."""
+    value = record.get(column)
+    if value is None:
+        return None
+    if isinstance(value, str):  # a CSV cell holds the JSON
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            raise Rejected(column, "bad_messages", f"field '{column}' is not JSON") from None
+    if not isinstance(value, list) or not value:
+        raise Rejected(column, "bad_messages", f"field '{column}' must be a non-empty list of {{role, content}}")
+    turns = []
+    for i, turn in enumerate(value, start=1):
+        role, content = turn.get("role") if isinstance(turn, dict) else None, _content(turn)
+        if role not in ROLES or content is None or (role == "system" and i > 1):
+            reason = f"field '{column}' turn {i} is not {{role: system (first only) | user | assistant, content: text}}"
+            raise Rejected(column, "bad_messages", reason)
+        turns.append({"role": role, "content": content})
+    if turns[-1]["role"] != "user":
+        raise Rejected(
+            column, "bad_messages", f"field '{column}' must end with the user's turn, not {turns[-1]['role']}"
+        )
+    return turns
+
+
 def parse_row(number: int, record: dict | Rejected, columns: Columns, max_prompt_chars: int) -> dict:
     """A validated prompt row (schemas.PROMPTS), or raise Rejected naming the field."""
     if isinstance(record, Rejected):
         raise record
     if not isinstance(record, dict):
         raise Rejected(None, "not_object", f"row is a {type(record).__name__}, not an object")
-    prompt = _text(record, columns.prompt, required=True)
+    messages = _messages(record, columns.messages)
+    prompt = render_turns(messages) if messages else _text(record, columns.prompt, required=True)
     if len(prompt) > max_prompt_chars:
-        raise Rejected(
-            columns.prompt,
-            "too_long",
-            f"field '{columns.prompt}' has {len(prompt)} characters, over source.max_prompt_chars {max_prompt_chars}",
-        )
+        field = columns.messages if messages else columns.prompt
+        reason = f"field '{field}' has {len(prompt)} characters, over source.max_prompt_chars {max_prompt_chars}"
+        raise Rejected(field, "too_long", reason)
     return {
         "id": _text(record, columns.id, required=False, numbers_ok=True) or f"row-{number}",
         "timestamp": _time(record, columns.timestamp),
         "slice": _text(record, columns.slice, required=True),
         "prompt": prompt,
         "reference": _text(record, columns.reference, required=False, numbers_ok=True),
+        "messages": messages,
     }

@@ -17,7 +17,8 @@ NOT_NAMES = (
     # what a prompt starts with, which the NER now and then calls a person
     "Convert|Translate|Summarise|Summarize|Classify|Explain|Compute|Calculate|Sort|Count|Spell|Uppercase|"
     "Lowercase|Reverse|Write|List|Describe|Compare|Define|Rewrite|Extract|Find|Give|Generate|Solve|Simplify|"
-    "Evaluate|Tell|Check|Show|Or"
+    "Evaluate|Tell|Check|Show|Or|"
+    "Mr|Mrs|Ms|Miss|Mx|Dr|Prof|Sr|Sra"  # titles come before a name ("cc Dr. Okafor"), they are not one
 )
 _CASED = rf"(?!(?:{NOT_NAMES})\b){_WORD}(?:[ \t]+(?:{_PARTICLE}[ \t-]+)*(?!(?:{NOT_NAMES})\b){_WORD}){{0,3}}"
 UNCASED_LETTERS = r"\p{Han}\p{Hiragana}\p{Katakana}\p{Hangul}"

@@ -1,5 +1,6 @@
 """The whole flow on a tiny random teacher, twice, against a real (temporary) Prefect API."""
 
+import json
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -253,3 +254,37 @@ def test_a_cached_result_whose_outputs_are_gone_is_computed_again(runs, tmp_path
     assert state.is_completed(), state.message
     assert state.result().exported_uri.startswith(str(tmp_path / "second"))  # recomputed here, not a dangling ref
     assert set(_outputs(tmp_path / "second")) == {"export"}
+
+
+# ----------------------------------------------------------------------------- chat request logs
+def test_a_log_of_chat_messages_rows_distils_end_to_end(runs, tmp_path):
+    """Production traffic logged as OpenAI-style `messages`: the teacher, the student and the export are asked
+    the whole conversation, and the training rows keep it, redacted turn by turn."""
+    config, _, _ = runs
+    rows = []
+    for i in range(24):
+        turns = [
+            {"role": "system", "content": "You are the support desk of Acme."},
+            {"role": "user", "content": f"Hi, I'm Aiko Tanaka. Question {i}: what is {i} + 3?"},
+            {"role": "assistant", "content": "Sure, which number?"},
+            {"role": "user", "content": f"{i} + 3, please."},
+        ]
+        rows.append(json.dumps({"id": f"c{i}", "slice": "chat", "messages": turns, "reference": str(i + 3)}))
+    (tmp_path / "chat.jsonl").write_text("\n".join(rows) + "\n")
+    chat = config.model_copy(
+        update={
+            "work_dir": str(tmp_path / "work"),
+            "source": SourceConfig(path=str(tmp_path / "chat.jsonl"), sample_size=12, eval_size=4),
+            "verify": VerifyConfig(by_slice={"chat": Number()}),
+            "filter": FilterConfig(drop_truncated=False, verify=False),  # a random teacher is never right
+        }
+    )
+    state = distill(chat, return_state=True)
+    assert state.is_completed(), state.message
+    [training] = (tmp_path / "work" / "filter").rglob("rows.parquet")
+    trained_on = pq.read_table(training).column("messages").to_pylist()
+    assert trained_on and all([m["role"] for m in t] == ["system", "user", "assistant", "user", "assistant"]
+                              for t in trained_on)  # fmt: skip
+    assert all("<PERSON_1>" in t[1]["content"] and "Aiko" not in str(t) for t in trained_on)
+    [answers] = (tmp_path / "work" / "evaluate").rglob("answers.parquet")
+    assert {a["model"] for a in pq.read_table(answers).to_pylist()} == {"base", "teacher", "student"}

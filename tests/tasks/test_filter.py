@@ -74,3 +74,14 @@ def test_reasoning_goes_into_the_assistant_turn_unless_switched_off():
     assert assistant_turn(row, include_reasoning=True) == "<think>\n3 plus 4 is 7.\n</think>\n\n7"
     assert assistant_turn(row, include_reasoning=False) == "7"
     assert assistant_turn({**row, "reasoning": None}, include_reasoning=True) == "7"
+
+
+def test_a_chat_row_trains_on_its_whole_conversation_then_the_teacher_s_answer():
+    from tasks.filter import training_row
+
+    turns = [{"role": "user", "content": "My order is late."}, {"role": "assistant", "content": "Which one?"}]
+    turns.append({"role": "user", "content": "Number 12."})
+    row = {**_rollout("It ships today."), "messages": turns}
+    assert training_row(row, include_reasoning=False)["messages"] == turns + [
+        {"role": "assistant", "content": "It ships today."}
+    ]

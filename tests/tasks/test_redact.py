@@ -56,3 +56,25 @@ def test_stage_redacts_prompts_and_logs_the_quarantine_without_content(tmp_path)
     [bad] = read_dataset(result.quarantine)
     assert bad == {"row": 7, "field": None, "reason": "row 7: not valid JSON", "raw": None}  # no content logged
     assert result.report.metrics["entities.EMAIL_ADDRESS"] == 1
+
+
+def test_a_chat_row_is_redacted_turn_by_turn_with_one_numbering(tmp_path):
+    turns = [
+        {"role": "system", "content": "You are the support desk."},
+        {"role": "user", "content": "Hi, I'm Aiko Tanaka (aiko@example.jp)."},
+        {"role": "assistant", "content": "Hello Aiko Tanaka, how can I help?"},
+        {"role": "user", "content": "Please cc Dr. Ingrid Solberg on my ticket."},
+    ]
+    row = {"id": "1", "timestamp": None, "slice": "support", "prompt": "ignored", "reference": None, "messages": turns}
+    prompts = write_dataset([row], tmp_path / "p.parquet", PROMPTS)
+    empty = write_dataset([], tmp_path / "e.parquet", PROMPTS)
+    quarantine = write_dataset([], tmp_path / "q.parquet", QUARANTINE)
+    [out] = read_dataset(redact(RedactConfig(workers=1), prompts, empty, quarantine, str(tmp_path / "o")).train_prompts)
+    assert [m["content"] for m in out["messages"]] == [
+        "You are the support desk.",
+        "Hi, I'm <PERSON_1> (<EMAIL_ADDRESS_1>).",
+        "Hello <PERSON_1>, how can I help?",
+        "Please cc Dr. <PERSON_2> on my ticket.",
+    ]
+    assert out["prompt"].startswith("system: You are the support desk.\nuser: Hi, I'm <PERSON_1>")
+    assert out["pii"] == ["EMAIL_ADDRESS", "PERSON"]

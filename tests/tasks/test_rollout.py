@@ -85,7 +85,7 @@ def test_a_crash_mid_run_costs_only_the_missing_samples(prompts, checkpoint, sto
     rows = read_dataset(result.rollouts)
     assert len(rows) == 6 * 3 and {r["prompt"] for r in rows} == {f"What is {i} + 1?" for i in range(6)}
     assert result.report.metrics["samples_from_store"] == 4 * 3
-    assert result.report.dropped == {"repeated_prompt": 1, "teacher_rejected": 0}
+    assert result.report.dropped == {"repeated_prompt": 1, "too_long": 0, "teacher_rejected": 0}
 
 
 def test_a_new_fingerprint_means_new_rollouts_and_more_samples_cost_only_the_new(
@@ -160,3 +160,19 @@ def test_teacher_answers_are_redacted_after_the_prompts_placeholders():
     assert rows[0]["completion"] == "Hello <PERSON_1>! It is 1111111110. Ask Dr. <PERSON_2> at <EMAIL_ADDRESS_1>."
     assert rows[0]["reasoning"] == "Add them. <PERSON_2> can check it."
     assert rows[1]["completion"] == "Lima." and rows[1]["reasoning"] is None
+
+
+def test_a_prompt_over_the_teacher_s_context_is_refused_before_any_call(checkpoint, store, tmp_path, monkeypatch):
+    """The tiny teacher's context is 512 tokens: a 600-word prompt never reaches it; the others are answered."""
+    rows = [{"id": str(i), "timestamp": None, "slice": "s", "prompt": f"What is {i} + 1?", "reference": None}
+            for i in range(3)]  # fmt: skip
+    rows.append({**rows[0], "id": "long", "prompt": "word " * 600})
+    prompts = write_dataset(rows, tmp_path / "p.parquet", REDACTED_PROMPTS)
+    counting = CountingGenerate()
+    monkeypatch.setattr(local_backend, "generate", counting)
+    result = rollout(CONFIG, REDACT, TEACHER, checkpoint, prompts, store, str(tmp_path / "out"))
+    [refused] = read_dataset(result.rejected)
+    assert refused["prompt"].startswith("word word") and refused["reason"].startswith("too_long: ")
+    assert "over the teacher's context of 512 less teacher.sampling.max_new_tokens 4" in refused["reason"]
+    assert result.report.dropped["too_long"] == 1 and len(read_dataset(result.rollouts)) == 3 * 3
+    assert counting.samples == 3 * 3  # only the three short prompts were sampled

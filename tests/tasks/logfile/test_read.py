@@ -98,8 +98,37 @@ def test_columns_map_the_log_s_own_names():
         "slice": "math",
         "prompt": "What is 2 + 2?",
         "reference": "4",
+        "messages": None,
     }
-    assert columns.must_exist() == {
-        "prompt": "text", "slice": "category", "timestamp": "ts", "id": "request_id", "reference": "expected",
-    }  # fmt: skip
-    assert Columns().must_exist() == {"prompt": "prompt", "slice": "slice"}
+    assert columns.missing_from({"text", "category"}) == {
+        "id": "request_id",
+        "reference": "expected",
+        "timestamp": "ts",
+    }
+    assert Columns().missing_from({"id", "prompt"}) == {"slice": "slice"}
+    assert Columns().missing_from({"messages", "slice"}) == {}  # chat rows need no prompt column
+
+
+def test_chat_rows_are_checked_turn_by_turn(tmp_path):
+    good = [
+        {"role": "system", "content": "You are the support desk of Acme."},
+        {"role": "user", "content": "My order is late."},
+        {"role": "assistant", "content": "Which order?"},
+        {"role": "user", "content": [{"type": "text", "text": "Number 12. Where is it?"}]},  # OpenAI content parts
+    ]
+    rows = [
+        {"slice": "support", "messages": good},
+        {"slice": "support", "messages": good[:3]},  # ends with the assistant
+        {"slice": "support", "messages": [good[1], good[0]]},  # a system turn after the first
+        {"slice": "support", "messages": [{"role": "user"}]},  # no content
+        {"slice": "support", "messages": "hello"},  # not a list
+        {"slice": "support", "messages": []},
+    ]
+    (tmp_path / "log.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    assert _outcomes(tmp_path / "log.jsonl") == [(1, "ok")] + [(n, "bad_messages") for n in range(2, 7)]
+    row = parse_row(1, rows[0], Columns(), max_prompt_chars=1000)
+    assert row["messages"][-1] == {"role": "user", "content": "Number 12. Where is it?"}
+    assert row["prompt"] == (
+        "system: You are the support desk of Acme.\nuser: My order is late.\nassistant: Which order?\n"
+        "user: Number 12. Where is it?"
+    )
