@@ -147,7 +147,16 @@ def _distill(cfg: DistillConfig, work: str, store: str) -> DistillSummary:
         scored = log_stage(
             run,
             cached(evaluate_models)(
-                cfg.evaluate, verify, cfg.teacher, teacher, base, trained.adapter, redacted.eval_prompts, store, work
+                cfg.evaluate,
+                cfg.redact,
+                verify,
+                cfg.teacher,
+                teacher,
+                base,
+                trained.adapter,
+                redacted.eval_prompts,
+                store,
+                work,
             ),
         )
         exported = log_stage(

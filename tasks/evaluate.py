@@ -26,6 +26,7 @@ from tasks.llm.local import LocalBackend
 from tasks.llm.store import RequestStore, open_store
 from tasks.llm.types import Backend, Completion, answer_each
 from tasks.models import load_merged, load_model, parameter_count, size_mb
+from tasks.pii import RedactConfig, Redactor
 from tasks.refs import DatasetRef, ModelRef
 from tasks.schemas import ANSWERS
 from tasks.stage import (
@@ -165,6 +166,7 @@ def score_teacher(
 
 def evaluate(
     config: EvaluateConfig,
+    redact: RedactConfig,
     verify: VerifyConfig,
     teacher: LLMConfig,
     teacher_checkpoint: ModelRef | None,
@@ -198,6 +200,10 @@ def evaluate(
                 size_mb=size_mb(weights) if weights else None,
             )
             answers += mine
+        # scored as answered, stored redacted: a model may echo a name it was shown, or invent one
+        prompts = rows * len(MODELS)  # the answers, model by model, each in the rows' order
+        redacted = Redactor(redact).redact_answers(prompts, [[a["answer"]] for a in answers], "redact answers")
+        answers = [{**a, "answer": text} for a, [text] in zip(answers, redacted, strict=True)]
     result = Evaluated(
         answers=write_dataset(answers, storage.join(out_uri, "answers.parquet"), ANSWERS),
         scores=scores,
@@ -223,6 +229,7 @@ def evaluate(
 @task(name="evaluate_models", cache_policy=STAGE_CACHE, persist_result=True)
 def evaluate_models(
     config: EvaluateConfig,
+    redact: RedactConfig,
     verify: VerifyConfig,
     teacher: LLMConfig,
     teacher_checkpoint: ModelRef | None,
@@ -233,9 +240,12 @@ def evaluate_models(
     work_dir: str,
 ) -> Evaluated:
     """Score base, teacher and student on the held-out prompts, per slice, with latency."""
-    out_uri = stage_uri(work_dir, "evaluate", config, verify, teacher, teacher_checkpoint, base, adapter, held_out)
+    inputs = (config, redact, verify, teacher, teacher_checkpoint, base, adapter, held_out)
+    out_uri = stage_uri(work_dir, "evaluate", *inputs)
     request_store = open_store(store)
     try:
-        return evaluate(config, verify, teacher, teacher_checkpoint, request_store, base, adapter, held_out, out_uri)
+        return evaluate(
+            config, redact, verify, teacher, teacher_checkpoint, request_store, base, adapter, held_out, out_uri
+        )
     finally:
         request_store.close()

@@ -140,15 +140,16 @@ def rollout(
 
 
 def _redact_answers(redactor: Redactor, rows: list[dict]) -> int:
-    """Redact each sample's answer and reasoning in place, after its prompt's placeholders (its reference
-    answer is the task, and stays); returns how many samples held PII."""
-    conversations = [[r["prompt"], r["completion"], r["reasoning"] or ""] for r in rows]
-    keep = [[r["reference"]] if r["reference"] else [] for r in rows]
-    done = redactor.redact_conversations(conversations, "redact teacher answers", keep)
-    for row, redaction in zip(rows, done, strict=True):
-        _, row["completion"], reasoning = redaction.texts
-        row["reasoning"] = reasoning if row["reasoning"] is not None else None
-    return sum(1 for r in done if r.entities)
+    """Redact each sample's answer and reasoning in place, after its prompt (Redactor.redact_answers);
+    returns how many samples held PII of their own."""
+    answers = [[r["completion"], r["reasoning"] or ""] for r in rows]
+    held_pii = 0
+    for row, before, (completion, reasoning) in zip(
+        rows, answers, redactor.redact_answers(rows, answers, "redact teacher answers"), strict=True
+    ):
+        held_pii += [completion, reasoning] != before
+        row["completion"], row["reasoning"] = completion, reasoning if row["reasoning"] is not None else None
+    return held_pii
 
 
 @task(

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import random
+import re
 from collections import Counter, defaultdict
 from datetime import datetime
 
@@ -25,11 +26,13 @@ from pydantic import Field
 from tasks import storage
 from tasks.cache import STAGE_CACHE, stage_uri
 from tasks.config import PLACE, Config
-from tasks.logfile.read import LogError, Rejected, check_readable, read_log
+from tasks.logfile.read import LogError, Rejected, check_readable, declared_columns, read_log
 from tasks.logfile.rows import Columns, parse_row, utc
 from tasks.refs import DatasetRef
 from tasks.schemas import PROMPTS, QUARANTINE
 from tasks.stage import Progress, StageReport, StageResult, Timer, normalize_text, write_dataset
+
+_COLUMN_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,40}")
 
 
 class SourceConfig(Config):
@@ -145,6 +148,7 @@ class Read:
 def read_prompts(config: SourceConfig) -> Read:
     """One streaming pass: validate each row, quarantine the malformed with a reason, keep the rest in the window."""
     read, first_row_with_id = Read(), {}
+    read.columns_seen |= declared_columns(config.path)
     progress = Progress("source", None, unit="rows", every_s=15)
     for record in read_log(config.path):
         progress.advance()
@@ -171,17 +175,33 @@ def read_prompts(config: SourceConfig) -> Read:
     return read
 
 
-def why_nothing_is_left(config: SourceConfig, read: Read, train_rows: int) -> str | None:
-    """When no training prompt is left, the cause, in one line for the user; else None."""
-    missing = config.columns.missing_from(read.columns_seen)
-    if missing and read.rows:
+def columns_problem(config: SourceConfig, seen: set[str]) -> str | None:
+    """A named column the log does not have, or a window over a log without times: the cause, in one line."""
+    missing = config.columns.missing_from(seen)
+    if missing:
         named = ", ".join(f"source.columns.{name} '{column}'" for name, column in missing.items())
-        return f"{named}: no row of {config.path} has it; its columns are {', '.join(sorted(read.columns_seen))}"
-    if (config.since or config.until) and not read.first_time and read.rows > len(read.quarantine):
+        return f"{named}: not a column of {config.path}; its columns are {_listed(seen)}"
+    if (config.since or config.until) and config.columns.timestamp not in seen:
         return (
-            f"source.since/until select by time, but no row of {config.path} has a time in column "
-            f"'{config.columns.timestamp}' (map yours with source.columns.timestamp)"
+            f"source.since/until select by time, but {config.path} has no column '{config.columns.timestamp}' "
+            "(map yours with source.columns.timestamp)"
         )
+    return None
+
+
+def _listed(columns: set[str]) -> str:
+    """Column names for a message, only those shaped like names: a CSV without a header has a data row there."""
+    names = sorted(c for c in columns if _COLUMN_NAME.fullmatch(c))
+    others = len(columns) - len(names)
+    return ", ".join(names) + (f" (and {others} that are not names)" if others else "") if names else "none"
+
+
+def why_nothing_is_left(config: SourceConfig, read: Read, train_rows: int) -> str | None:
+    """When no training prompt is left (or a named column is missing), the cause, in one line; else None."""
+    if read.rows and (problem := columns_problem(config, read.columns_seen)):
+        return problem
+    if (config.since or config.until) and not read.first_time and read.rows > len(read.quarantine):
+        return f"source.since/until select by time, but no row of {config.path} has a time in it"
     if train_rows:
         return None
     if read.rows == 0:
@@ -257,16 +277,9 @@ def source_prompts(config: SourceConfig, label_slices: list[str], log_digest: st
 
 def check_source(config: SourceConfig, rows: int = 1000) -> None:
     """Before any run: the log can be read, and the columns the user named are in its first rows (LogError)."""
-    seen: set[str] = set()
+    seen = declared_columns(config.path)
     for record in itertools.islice(read_log(config.path), rows):
         if isinstance(record.fields, dict):
             seen.update(record.fields)
-    missing = config.columns.missing_from(seen)
-    if missing and seen:
-        named = ", ".join(f"source.columns.{name} '{column}'" for name, column in missing.items())
-        raise LogError(f"{named}: not a column of {config.path}; its columns are {', '.join(sorted(seen))}")
-    if (config.since or config.until) and config.columns.timestamp not in seen and seen:
-        raise LogError(
-            f"source.since/until select by time, but {config.path} has no column '{config.columns.timestamp}' "
-            f"(its columns are {', '.join(sorted(seen))}; map yours with source.columns.timestamp)"
-        )
+    if seen and (problem := columns_problem(config, seen)):
+        raise LogError(problem)

@@ -23,7 +23,10 @@ def over_context(teacher: LLMConfig, checkpoint: ModelRef | None, prompts: dict[
 
     path = storage.local_folder(checkpoint.uri)
     tokenizer = AutoTokenizer.from_pretrained(path)
-    context = AutoConfig.from_pretrained(path).max_position_embeddings
+    # a multimodal config nests the language model's
+    context = AutoConfig.from_pretrained(path).get_text_config().max_position_embeddings
+    if teacher.backend == "vllm" and teacher.vllm.max_model_len:
+        context = min(context, teacher.vllm.max_model_len)  # the engine refuses more than it reserved
     room = context - teacher.sampling.max_new_tokens
     too_long = {}
     for request_id, prompt in prompts.items():

@@ -11,6 +11,8 @@ from __future__ import annotations
 import codecs
 import csv
 import json
+import re
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,6 +64,17 @@ def check_readable(path: str) -> Path:
     return local
 
 
+def declared_columns(path: str) -> set[str]:
+    """The columns a CSV header or a Parquet schema declares (JSONL declares none: its rows say)."""
+    local = check_readable(path)
+    if local.suffix.lower() == ".parquet":
+        return set(pq.read_schema(local).names)
+    if local.suffix.lower() == ".csv":
+        with open(local, encoding="utf-8-sig", errors="replace", newline="") as f:
+            return set(next(csv.reader(f), []))
+    return set()
+
+
 def read_log(path: str) -> Iterator[Record]:
     """Every row of the log, in order, without holding the file in memory."""
     local = check_readable(path)
@@ -92,12 +105,18 @@ def _jsonl(path: Path) -> Iterator[Record]:
                 yield Record(number, "", None)
                 continue
             try:
-                yield Record(number, line, json.loads(line))
+                record = json.loads(line)
             except json.JSONDecodeError as e:
-                yield Record(number, line, Rejected(None, "bad_json", f"not valid JSON: {e.msg} (column {e.colno})"))
+                record = Rejected(None, "bad_json", f"not valid JSON: {e.msg} (column {e.colno})")
+            except (ValueError, RecursionError):  # an integer of 5,000 digits, nesting 1,000 deep
+                record = Rejected(None, "bad_json", "not valid JSON: a number or nesting too large to read")
+            if _lone_surrogate(record):  # "\udc80" in JSON decodes to text no UTF-8 file can hold
+                record = Rejected(None, "invalid_utf8", "not valid UTF-8 (an escaped lone surrogate in the row)")
+            yield Record(number, line, record)
 
 
 def _csv(path: Path) -> Iterator[Record]:
+    csv.field_size_limit(sys.maxsize)  # a 200 kB paste is a row to quarantine as too long, not a reader's error
     # surrogateescape keeps undecodable bytes as lone surrogates, so one bad row does not stop the file
     with open(path, encoding="utf-8-sig", errors="surrogateescape", newline="") as f:
         reader = csv.reader(f)
@@ -117,9 +136,21 @@ def _csv(path: Path) -> Iterator[Record]:
                 yield Record(number, raw, {n: v for n, v in zip(header, values, strict=False) if v != ""})
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def _surrogate(text: str) -> int:
-    """Index of the first undecodable byte (a lone surrogate) in `text`, or -1."""
-    return next((i for i, c in enumerate(text) if "\udc80" <= c <= "\udcff"), -1)
+    """Index of the first undecodable byte (kept as a lone surrogate) in `text`, or -1."""
+    found = _SURROGATE.search(text)
+    return found.start() if found else -1
+
+
+def _lone_surrogate(value) -> bool:
+    if isinstance(value, str):
+        return _SURROGATE.search(value) is not None
+    if isinstance(value, dict):
+        return any(_lone_surrogate(k) or _lone_surrogate(v) for k, v in value.items())
+    return isinstance(value, list) and any(_lone_surrogate(v) for v in value)
 
 
 def _parquet(path: Path) -> Iterator[Record]:

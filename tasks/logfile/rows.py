@@ -7,7 +7,7 @@ are logged, shown in the Prefect UI and kept in MLflow, and the row has not been
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 from pydantic import Field
 
@@ -66,15 +66,22 @@ def utc(value: datetime) -> datetime:
 
 
 def _time(record: dict, column: str) -> str | None:
-    """ISO 8601 UTC from an ISO 8601 text or epoch seconds (milliseconds when that large)."""
+    """ISO 8601 UTC from a time (a Parquet timestamp or date), an ISO 8601 text, or an epoch number (seconds,
+    or milli-, micro- or nanoseconds when that large)."""
     value = record.get(column)
     if value is None or value == "":
         return None
     try:
+        if isinstance(value, datetime):
+            return utc(value).isoformat()
+        if isinstance(value, date):
+            return datetime(value.year, value.month, value.day, tzinfo=UTC).isoformat()
         if isinstance(value, str) and not value.strip().lstrip("-").replace(".", "", 1).isdigit():
             return utc(datetime.fromisoformat(value.strip())).isoformat()
         seconds = float(value)
-        return datetime.fromtimestamp(seconds / 1000 if seconds > 1e11 else seconds, UTC).isoformat()
+        while abs(seconds) > 1e11:  # ms, µs, ns since the epoch
+            seconds /= 1000
+        return datetime.fromtimestamp(seconds, UTC).isoformat()
     except (ValueError, TypeError, OverflowError, OSError):
         raise Rejected(column, "bad_timestamp", f"field '{column}' is not a time (ISO 8601 or epoch seconds)") from None
 

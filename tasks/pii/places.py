@@ -13,11 +13,13 @@ _ADDRESS_CUES = (
 )
 # A period that ends a sentence: not one after an abbreviation ("H.No. 12", "ул. Ленина", "St. Louis").
 _ABBREVIATIONS = r"TP|Tp|No|Nr|St|Rd|Ave|Av|Avda|Apt|Dr|Ste|Blvd|Str|Bldg|Pl|Sq|Ct|Ln|Hwy|Mt|Ft|Λεωφ|Πλ|Οδ"
-_SENTENCE_END = rf"(?:;|(?<!\b\p{{Ll}}{{1,4}}|\b\p{{Lu}}|\b(?:{_ABBREVIATIONS}))[.!?])(?=[ \t]|$)"
-# the rest of the line, up to a sentence end; it must hold a digit (a house number or a postal code)
+# address parts written in lower case: Russian (г. город, ул. улица, д. дом …), Polish, Spanish, Italian
+_LOWER_ABBREVIATIONS = r"ул|пр|ш|г|п|к|д|с|стр|наб|бул|пер|ал|алл|ст|мкр|ul|al|pl|os|nr|no|c|avda|pza|str"
+_SENTENCE_END = rf"(?:;|(?<!\b\p{{L}}|\b(?:{_ABBREVIATIONS}|{_LOWER_ABBREVIATIONS}))[.!?])(?=[ \t]|$)"
+# the rest of the sentence on its line; it must hold a digit (a house number or a postal code)
 AFTER_ADDRESS_CUE = (
-    rf"(?<=\b(?i:{_ADDRESS_CUES})\b[ \t]*[:=]?[ \t]*)(?![ \t:=]|(?i:to|is)\b)(?=[^\n]*\d)"
-    rf"[^\n]+?(?={_SENTENCE_END}|[ \t]*$|\))"
+    rf"(?<=\b(?i:{_ADDRESS_CUES})\b[ \t]{{0,20}}(?:[:=][ \t]{{0,20}})?)(?![ \t:=]|(?i:to|is)\b)"
+    rf"(?=(?:(?!{_SENTENCE_END})[^\n])*\d)[^\n]+?(?={_SENTENCE_END}|[ \t]*$|\))"
 )
 _STREET_WORDS = (
     r"rue|avenue|chemin|allée|boulevard|quai|route|impasse|via|viale|piazza|calle|avenida|paseo|rua|travessa|"
@@ -52,16 +54,19 @@ _BETWEEN = r"(?:[ \t]*(?:,[ \t]*\n?|\n)[ \t]*)"
 _MIDDLE = rf"(?:(?!{_SENTENCE_END})[^\n,;:!?\d]){{2,40}}"
 STREET_ADDRESS = rf"{_STREET_LINE}(?:{_BETWEEN}{_MIDDLE}){{0,2}}{_BETWEEN}{_POSTAL_LINE}"
 # an address block: up to three short lines, whatever they hold, above a postal-code line
-ADDRESS_BLOCK = rf"(?<=^[ \t]*)(?:(?:(?!{_SENTENCE_END})[^\n:!?]){{2,50}}\n[ \t]*){{1,3}}{_POSTAL_LINE}"
+ADDRESS_BLOCK = rf"(?<=^[ \t]*)(?:(?:(?!{_SENTENCE_END})[^\n:!?]){{2,50}}\n[ \t]*){{1,3}}(?!\d{{6}}\b){_POSTAL_LINE}"
 # "г. Лотошино, наб. Серафимовича, д. 8/9 к. 9, 849361": abbreviated parts, then the postal code
-_ABBREVIATED_PART = r"\p{Ll}{1,4}\.[ \t]*[^\n,;]{1,40}"
-ABBREVIATED_PARTS = rf"(?<![\p{{L}}.]){_ABBREVIATED_PART}(?:,[ \t]*{_ABBREVIATED_PART}){{1,4}}(?:,[ \t]*\d{{6}}\b)?"
+_ABBREVIATED_PART = rf"(?:{_LOWER_ABBREVIATIONS})\.[ \t]*[^\n,;]{{1,40}}"
+ABBREVIATED_PARTS = rf"(?<![\p{{L}}.]){_ABBREVIATED_PART}(?:,[ \t]*{_ABBREVIATED_PART}){{1,4}},[ \t]*\d{{6}}\b"
 _CJK_LETTERS = rf"{UNCASED_LETTERS}\u30fc\u30fb"  # with ー and ・, which are not Katakana to Unicode
 _CJK_PLACE = r"県|都|府|省|市|区|县|町|村|镇|乡|路|街|号|番|丁目|座|楼|室|도|시|구|군|동|로|길"
-CJK_ADDRESS = rf"[{_CJK_LETTERS}]{{2,}}(?:{_CJK_PLACE})[{_CJK_LETTERS}A-Za-z\d\-－ ()（）]*(?<=\d|[{_CJK_LETTERS}])"
+CJK_ADDRESS = (  # starts at a run's start, holds a digit (a house or block number) within its first 60 characters
+    rf"(?<![{_CJK_LETTERS}])(?=[^\n]{{0,60}}\d)[{_CJK_LETTERS}]{{2,12}}(?:{_CJK_PLACE})"
+    rf"[{_CJK_LETTERS}A-Za-z\d\-－ ()（）]{{0,60}}(?<=\d|[{_CJK_LETTERS}])"
+)
 # "Số 4/82/772 Ngõ 67 Lê Lai phường Dương Minh": a line that begins with a house number's word
 NUMBERED_LINE = (
-    rf"(?<=^[ \t]*)(?:(?i:số|no\.|nr\.|h\.no\.)[ \t]*\d|\d{{1,5}}(?:/\d{{1,5}})+[ \t]+\p{{L}}"
+    rf"(?<=^[ \t]*)(?:(?i:số|h\.no\.)[ \t]*\d|\d{{1,5}}(?:/\d{{1,5}})+[ \t]+\p{{Lu}}"
     rf"|\d{{1,5}}[ \t]+(?i:{_STREET_WORDS})\b)[^\n]*"
 )
 

@@ -179,11 +179,24 @@ class Redactor:
             placeholders = Placeholders(self.salt)
             for text in texts:
                 placeholders.continue_after(text)
-            found = {text: [s for s in spans[text] if not _inside_any(text, s, terms)] for text in texts}
-            found = _everywhere(found)
+            found = _everywhere({text: spans[text] for text in texts})  # then filtered like any find
+            found = {text: [s for s in self._keep(text, found[text]) if not _inside_any(text, s, terms)]
+                     for text in texts}  # fmt: skip
             redacted = [placeholders.replace(text, found[text]) for text in texts]
             out.append(Redaction(redacted, sorted({s.entity for text in texts for s in found[text]})))
         return out
+
+    def redact_answers(
+        self, prompts: list[dict], answers: list[list[str]], progress_label: str | None = None
+    ) -> list[list[str]]:
+        """Each prompt row's answers (a teacher's answer and reasoning, say) redacted in one conversation with the
+        row's turns, so numbering follows the prompt's placeholders; the row's reference answer is its task and
+        stays. A model may echo a name it was shown, or invent one."""
+        turns = [[m["content"] for m in p["messages"]] if p.get("messages") else [p["prompt"]] for p in prompts]
+        keep = [[p["reference"]] if p.get("reference") else [] for p in prompts]
+        conversations = [[*t, *a] for t, a in zip(turns, answers, strict=True)]
+        done = self.redact_conversations(conversations, progress_label, keep)
+        return [r.texts[len(t) :] for r, t in zip(done, turns, strict=True)]
 
     def redact(self, texts: list[str], progress_label: str | None = None) -> list[tuple[str, list[str]]]:
         """Each text on its own: (redacted text, entity types found)."""
@@ -212,7 +225,7 @@ def _span(text: str, result) -> Span:
 _NOT_A_NAME = regex.compile(rf"(?:{NOT_NAMES})")
 _WORD = regex.compile(r"[\w'’.-]+")
 _NUMERIC = {"PHONE_NUMBER", "ACCOUNT_NUMBER", "US_BANK_NUMBER", "CREDIT_CARD"}
-_OPERAND_BEFORE = regex.compile(rf"{OPERATOR}[ \t]?$")
+_OPERAND_BEFORE = regex.compile(rf"\d[ \t]?{OPERATOR}[ \t]?$")
 _OPERAND_AFTER = regex.compile(rf"[ \t]?{OPERATOR}[ \t]?\d")
 
 
@@ -232,7 +245,7 @@ def _name_words_only(text: str, span: Span) -> Span | None:
 def _operand(text: str, span: Span) -> bool:
     """Digits beside an arithmetic operator are a task's operands ("2^31 - 1 = 2147483647"), not a phone."""
     return span.entity in _NUMERIC and bool(
-        _OPERAND_BEFORE.search(text, max(0, span.start - 2), span.start) or _OPERAND_AFTER.match(text, span.end)
+        _OPERAND_BEFORE.search(text, max(0, span.start - 4), span.start) or _OPERAND_AFTER.match(text, span.end)
     )
 
 

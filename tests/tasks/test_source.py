@@ -200,12 +200,10 @@ def test_a_renamed_column_no_row_has_and_a_window_without_times_are_config_error
     columns = {"prompt": "text", "slice": "category"}
     assert _stop(tmp_path, rows, columns=columns, eval_size=0) is None
     stop = _stop(tmp_path, rows, columns={**columns, "timestamp": "ts"}, eval_size=0)
-    assert (
-        stop
-        == f"source.columns.timestamp 'ts': no row of {tmp_path / 'log.jsonl'} has it; its columns are category, text"
-    )
+    log = tmp_path / "log.jsonl"
+    assert stop == f"source.columns.timestamp 'ts': not a column of {log}; its columns are category, text"
     stop = _stop(tmp_path, rows, columns=columns, eval_size=0, since=datetime(2026, 11, 1))
-    assert "no row of" in stop and "has a time in column 'timestamp'" in stop
+    assert "has no column 'timestamp' (map yours with source.columns.timestamp)" in stop
     with pytest.raises(
         LogError, match="source.columns.timestamp 'ts': not a column of .*its columns are category, text"
     ):
@@ -218,3 +216,12 @@ def test_a_repeated_id_is_quarantined_naming_the_first_row_not_the_id(tmp_path):
     [bad] = read_dataset(result.quarantine)
     assert bad["reason"] == "row 2: field 'id' repeats the id of row 1" and bad["field"] == "id"
     assert result.report.metrics["quarantined.duplicate_id"] == 1
+
+
+def test_a_csv_without_a_header_is_named_as_such_never_quoting_its_first_row(tmp_path):
+    """Without a header the first data row is taken for column names: they are content, and not repeated."""
+    (tmp_path / "log.csv").write_text("1,support,Hi I am Maria Garcia +44 20 7946 0958,4\n2,support,What is 2 + 2?,4\n")
+    with pytest.raises(LogError) as error:
+        check_source(SourceConfig(path=str(tmp_path / "log.csv")))
+    assert "Maria" not in str(error.value) and "0958" not in str(error.value)
+    assert "source.columns.prompt 'prompt'" in str(error.value) and "that are not names" in str(error.value)

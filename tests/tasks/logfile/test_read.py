@@ -132,3 +132,36 @@ def test_chat_rows_are_checked_turn_by_turn(tmp_path):
         "system: You are the support desk of Acme.\nuser: My order is late.\nassistant: Which order?\n"
         "user: Number 12. Where is it?"
     )
+
+
+def test_times_as_parquet_timestamps_dates_and_epoch_units(tmp_path):
+    from datetime import date, datetime
+
+    table = pa.table(
+        {
+            "slice": ["s"] * 4,
+            "prompt": ["a", "b", "c", "d"],
+            "timestamp": pa.array([datetime(2026, 11, 20, 10)] * 4, pa.timestamp("us")),
+            "day": pa.array([date(2026, 11, 20)] * 4, pa.date32()),
+            "epoch": [1_763_632_800, 1_763_632_800_000, 1_763_632_800_000_000, 1_763_632_800_000_000_000],
+        }
+    )
+    pq.write_table(table, tmp_path / "log.parquet")
+    times = {
+        column: [
+            parse_row(r.row, r.fields, Columns(timestamp=column), 100)["timestamp"]
+            for r in read_log(str(tmp_path / "log.parquet"))
+        ]
+        for column in ("timestamp", "day", "epoch")
+    }
+    assert times["timestamp"] == ["2026-11-20T10:00:00+00:00"] * 4
+    assert times["day"] == ["2026-11-20T00:00:00+00:00"] * 4
+    assert times["epoch"] == ["2025-11-20T10:00:00+00:00"] * 4  # seconds, ms, µs, ns alike
+
+
+def test_a_huge_csv_field_an_escaped_surrogate_and_a_huge_number_are_rows_to_quarantine(tmp_path):
+    (tmp_path / "log.csv").write_text("slice,prompt\ns," + "x" * 200_000 + "\ns,fine\n")
+    assert _outcomes(tmp_path / "log.csv") == [(1, "too_long"), (2, "ok")]
+    lines = ['{"slice": "s", "prompt": "\\udc80 hi"}', '{"slice": "s", "prompt": "x", "n": ' + "9" * 5000 + "}"]
+    (tmp_path / "log.jsonl").write_text("\n".join(lines + ['{"slice": "s", "prompt": "fine"}']) + "\n")
+    assert _outcomes(tmp_path / "log.jsonl") == [(1, "invalid_utf8"), (2, "bad_json"), (3, "ok")]

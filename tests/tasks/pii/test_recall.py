@@ -81,6 +81,19 @@ CLEAN_PROMPTS = [
     "Convert 1,234,567 to words.",
     "Count the vowels in 'Banana Republic'",
     "Customer service hours are 9-5, right?",
+    "Best Practices for SQL?",
+    "This is Python code: print(1)",
+    "Name Three Countries",
+    "See the User Guide",
+    "Send it to me. What is 10 + 5 in binary notation.",
+    "e.g. apples, i.e. fruit.",
+    "1/2 cup flour, sifted",
+    "No. 5 is the answer",
+    "Convert this number to binary\nthe value is\n524288",
+    "Sort these digits: 3 1 4 1 5 9 2 6 5 3",
+    "Is 0.123456789 small?",
+    "我住在这个城市很久了",
+    "학교로 갑니다 그리고 집에 가요",
 ]
 
 
@@ -88,3 +101,20 @@ CLEAN_PROMPTS = [
 def test_prompts_without_pii_come_out_unchanged(redactor, prompt):
     [(text, types)] = redactor.redact([prompt])
     assert (text, types) == (prompt, [])
+
+
+def test_no_pattern_backtracks_for_long_on_a_long_prompt():
+    """A 16,000-character prompt in a script without spaces, or with long runs of spaces, is matched in bounded
+    time by every pattern (Presidio would silently skip a pattern past its timeout: a recall leak)."""
+    import regex
+
+    from tasks.pii.names import NAME_PATTERNS
+    from tasks.pii.numbers import DIGIT_GROUPS, IBAN_SHAPED, PHONE
+    from tasks.pii.places import ADDRESS_PATTERNS
+
+    texts = ["สวัสดีครับ" * 1600, "我们今天很高兴见到你" * 1600, "address" + " " * 4000 + "x", "1 " * 8000]
+    patterns = [p for p, _ in NAME_PATTERNS + ADDRESS_PATTERNS] + [DIGIT_GROUPS, IBAN_SHAPED, PHONE]
+    for pattern in patterns:
+        compiled = regex.compile(pattern, regex.MULTILINE)
+        for text in texts:
+            list(compiled.finditer(text, timeout=2))  # raises TimeoutError past 2 s (each takes about 0.01 s)

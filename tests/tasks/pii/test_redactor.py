@@ -78,3 +78,17 @@ def test_a_person_the_ner_finds_ends_at_the_line_break(redactor):
     text = 'Thanks!\nDrahoslav Beránek\nBratří Čapků 3\n327 64 Český Dub\n\nParaphrase "see you tomorrow".'
     [(redacted, _)] = redactor.redact([text])
     assert redacted.endswith('\n\nParaphrase "see you tomorrow".') and "Beránek" not in redacted
+
+
+def test_numbers_in_key_value_fields_are_not_taken_for_operands(redactor):
+    """`=` makes digits an operand only with a number on its other side (`2^31 - 1 = 2147483647`)."""
+    [(text, _)] = redactor.redact(["acct=12345678901 phone=5551234567 card=4111 1111 1111 1111"])
+    assert "1234567" not in text and "555" not in text and "4111" not in text and text.startswith("acct=<")
+    [(kept, _)] = redactor.redact(["What is 2^31 - 1 = 2147483647?"])
+    assert kept == "What is 2^31 - 1 = 2147483647?"
+
+
+def test_propagation_respects_the_allow_list():
+    allowing = Redactor(RedactConfig(allow_list=["Grace Hopper"], workers=1))
+    [conversation] = allowing.redact_conversations([["Hi Grace Kelly,", "Who was Grace Hopper?"]])
+    assert conversation.texts == ["Hi <PERSON_1>,", "Who was Grace Hopper?"]
