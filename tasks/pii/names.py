@@ -5,7 +5,7 @@ without case (CJK, Arabic, Devanagari …). Cue words cover the languages suppor
 """
 
 _WORD = r"(?:\p{Lu}[\p{Ll}\p{M}]+(?:['’-]\p{Lu}?[\p{Ll}\p{M}]+)*(?:\p{Lu}[\p{Ll}\p{M}]+)?|\p{Lu}\.)"  # or an initial
-_PARTICLE = r"(?:van|von|der|den|de|del|della|di|da|das|do|dos|du|la|le|bin|ibn|al|el|ter|ten|zu|y)"
+_PARTICLE = r"(?:van|von|der|den|het|op|de|del|della|di|da|das|do|dos|du|la|le|bin|ibn|al|el|ter|ten|zu|y)"
 # Capitalised words after a cue that are not names ("Hi Team", "Thanks All", "Dear Sir").
 NOT_NAMES = (
     "Team|Support|Service|Services|Everyone|Everybody|All|There|World|Sir|Madam|Madame|Customer|Client|User|Agent|"

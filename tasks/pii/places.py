@@ -57,7 +57,10 @@ STREET_ADDRESS = rf"{_STREET_LINE}(?:{_BETWEEN}{_MIDDLE}){{0,2}}{_BETWEEN}{_POST
 ADDRESS_BLOCK = rf"(?<=^[ \t]*)(?:(?:(?!{_SENTENCE_END})[^\n:!?]){{2,50}}\n[ \t]*){{1,3}}(?!\d{{6}}\b){_POSTAL_LINE}"
 # "г. Лотошино, наб. Серафимовича, д. 8/9 к. 9, 849361": abbreviated parts, then the postal code
 _ABBREVIATED_PART = rf"(?:{_LOWER_ABBREVIATIONS})\.[ \t]*[^\n,;]{{1,40}}"
-ABBREVIATED_PARTS = rf"(?<![\p{{L}}.]){_ABBREVIATED_PART}(?:,[ \t]*{_ABBREVIATED_PART}){{1,4}},[ \t]*\d{{6}}\b"
+_SETTLEMENT = r"(?:клх|снт|пгт|рп|нп)[ \t]+[^\n,;]{1,40}"  # kinds of village written without a period
+ABBREVIATED_PARTS = (
+    rf"(?<![\p{{L}}.])(?:{_ABBREVIATED_PART}|{_SETTLEMENT})(?:,[ \t]*{_ABBREVIATED_PART}){{1,4}},[ \t]*\d{{6}}\b"
+)
 _CJK_LETTERS = rf"{UNCASED_LETTERS}\u30fc\u30fb"  # with ー and ・, which are not Katakana to Unicode
 _CJK_PLACE = r"県|都|府|省|市|区|县|町|村|镇|乡|路|街|号|番|丁目|座|楼|室|도|시|구|군|동|로|길"
 CJK_ADDRESS = (  # starts at a run's start, holds a digit (a house or block number) within its first 60 characters
