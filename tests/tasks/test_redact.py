@@ -78,3 +78,24 @@ def test_a_chat_row_is_redacted_turn_by_turn_with_one_numbering(tmp_path):
     ]
     assert out["prompt"].startswith("system: You are the support desk.\nuser: Hi, I'm <PERSON_1>")
     assert out["pii"] == ["EMAIL_ADDRESS", "PERSON"]
+
+
+def test_references_are_task_content_unless_their_slice_holds_pii(tmp_path):
+    """'Which email did the customer give?' -> the reference is PII, redacted with the prompt (one numbering, so
+    the verifier compares placeholders); 'Who wrote Hamlet?' -> 'William Shakespeare' is the task, and stays."""
+    rows = [
+        {"id": "1", "timestamp": None, "slice": "extract", "prompt": "Mail me at jo@mail.org. Which email did I give?",
+         "reference": "jo@mail.org", "messages": None},
+        {"id": "2", "timestamp": None, "slice": "facts", "prompt": "Who wrote Hamlet?",
+         "reference": "William Shakespeare", "messages": None},
+    ]  # fmt: skip
+    prompts = write_dataset(rows, tmp_path / "p.parquet", PROMPTS)
+    empty, quarantine = (
+        write_dataset([], tmp_path / "e.parquet", PROMPTS),
+        write_dataset([], tmp_path / "q", QUARANTINE),
+    )
+    config = RedactConfig(workers=1, reference_slices=["extract"])
+    extract, facts = read_dataset(redact(config, prompts, empty, quarantine, str(tmp_path / "o")).train_prompts)
+    assert extract["prompt"] == "Mail me at <EMAIL_ADDRESS_1>. Which email did I give?"
+    assert extract["reference"] == "<EMAIL_ADDRESS_1>"
+    assert facts["reference"] == "William Shakespeare"
