@@ -176,3 +176,17 @@ def test_a_prompt_over_the_teacher_s_context_is_refused_before_any_call(checkpoi
     assert "over the teacher's context of 512 less teacher.sampling.max_new_tokens 4" in refused["reason"]
     assert result.report.dropped["too_long"] == 1 and len(read_dataset(result.rollouts)) == 3 * 3
     assert counting.samples == 3 * 3  # only the three short prompts were sampled
+
+
+def test_the_rollouts_dataset_holds_the_teacher_s_answers_redacted(prompts, checkpoint, store, tmp_path, monkeypatch):
+    """A teacher that invents PII in every answer: the rollout stage writes it redacted."""
+    from tasks.llm.types import Completion
+
+    def inventing(model, tokenizer, prompts, *, n, **kwargs):
+        said = "Ask Dr. Ingrid Solberg at ingrid@clinic.no."
+        return [[Completion(said, "stop", 3, 9, reasoning="Ingrid Solberg knows.")] * n for _ in prompts]
+
+    monkeypatch.setattr(local_backend, "generate", inventing)
+    rows = read_dataset(rollout(CONFIG, REDACT, TEACHER, checkpoint, prompts, store, str(tmp_path)).rollouts)
+    assert rows and all(r["completion"] == "Ask Dr. <PERSON_1> at <EMAIL_ADDRESS_1>." for r in rows)
+    assert all(r["reasoning"] == "<PERSON_1> knows." for r in rows)
