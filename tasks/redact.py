@@ -3,11 +3,11 @@
 The finding and replacing is tasks.pii's (Presidio with spaCy NER and its recognizers, plus ours for
 names in context, IBAN-shaped and long account numbers, phones in any national format and street
 addresses); placeholders are numbered per prompt (`<PERSON_1>`, `<PERSON_2>`), across the turns of a
-chat row's conversation. Output: the training
-and the held-out prompts with `prompt` redacted and `pii` (entity types found), and the quarantine
-without its rows' content: it is logged to MLflow, and a malformed row (a 200 kB paste, a broken
-record) is where redaction is least sure; row, field and reason say what is wrong, and the row as
-read stays in the source stage's folder beside the log it came from.
+chat row's conversation. Output: the training and the held-out prompts with `prompt` (and a chat
+row's `messages`) redacted and `pii` (entity types found), and the quarantine without its rows'
+content: it is logged to MLflow, and a malformed row (a 200 kB paste, a broken record) is where
+redaction is least sure; row, field and reason say what is wrong, and the row as read stays in the
+source stage's folder beside the log it came from.
 """
 
 from __future__ import annotations

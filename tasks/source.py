@@ -124,7 +124,7 @@ def stratified_sample(rows: list[dict], size: int, seed: int) -> list[dict]:
 
 
 # ----------------------------------------------------------------------------- reading
-class Read:
+class LogPass:
     """What a pass over the log found: valid rows, quarantined rows, and what to tell the user about both."""
 
     def __init__(self):
@@ -145,9 +145,9 @@ class Read:
         self.last_time = max(self.last_time or when, when)
 
 
-def read_prompts(config: SourceConfig) -> Read:
+def read_prompts(config: SourceConfig) -> LogPass:
     """One streaming pass: validate each row, quarantine the malformed with a reason, keep the rest in the window."""
-    read, first_row_with_id = Read(), {}
+    read, first_row_with_id = LogPass(), {}
     read.columns_seen |= declared_columns(config.path)
     progress = Progress("source", None, unit="rows", every_s=15)
     for record in read_log(config.path):
@@ -196,7 +196,7 @@ def _listed(columns: set[str]) -> str:
     return ", ".join(names) + (f" (and {others} that are not names)" if others else "") if names else "none"
 
 
-def why_nothing_is_left(config: SourceConfig, read: Read, train_rows: int) -> str | None:
+def why_nothing_is_left(config: SourceConfig, read: LogPass, train_rows: int) -> str | None:
     """When no training prompt is left (or a named column is missing), the cause, in one line; else None."""
     if read.rows and (problem := columns_problem(config, read.columns_seen)):
         return problem

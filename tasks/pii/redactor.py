@@ -20,10 +20,9 @@ from functools import partial
 import regex
 
 from tasks.pii.config import RedactConfig
-from tasks.pii.names import NOT_NAMES
-from tasks.pii.numbers import OPERATOR
 from tasks.pii.placeholders import PLACEHOLDER, Placeholders, Span, merge
 from tasks.pii.recognizers import our_recognizers
+from tasks.pii.spans import as_span, everywhere, inside_any, is_operand, name_words_only, trusted, without_key
 from tasks.stage import Progress
 
 # en_core_web_sm's NER labels; those mapping to no requested entity are ignored (Presidio warns on each).
@@ -130,7 +129,7 @@ class Redactor:
             entities=self.config.entities,
             score_threshold=self.config.score_threshold,
         )
-        return [self._keep(text, [_span(text, r) for r in results if _trusted(text, r)])
+        return [self._keep(text, [as_span(text, r) for r in results if trusted(text, r)])
                 for text, results in zip(texts, found, strict=True)]  # fmt: skip
 
     def _keep(self, text: str, spans: list[Span]) -> list[Span]:
@@ -138,8 +137,8 @@ class Redactor:
         and without a `key=` the NER took for part of a name (`email=jo@x.org` is one spaCy token)."""
         untouchable = [m.span() for m in PLACEHOLDER.finditer(text)]
         untouchable += [m.span() for m in self.allowed.finditer(text)] if self.allowed else []
-        spans = [_without_key(text, s) for s in spans]
-        spans = [s for s in map(partial(_name_words_only, text), spans) if s and not _operand(text, s)]
+        spans = [without_key(text, s) for s in spans]
+        spans = [s for s in map(partial(name_words_only, text), spans) if s and not is_operand(text, s)]
         return merge([s for s in spans if not any(start <= s.start and s.end <= end for start, end in untouchable)])
 
     def find(self, texts: Iterable[str], progress_label: str | None = None) -> dict[str, list[Span]]:
@@ -179,8 +178,8 @@ class Redactor:
             placeholders = Placeholders(self.salt)
             for text in texts:
                 placeholders.continue_after(text)
-            found = _everywhere({text: spans[text] for text in texts})  # then filtered like any find
-            found = {text: [s for s in self._keep(text, found[text]) if not _inside_any(text, s, terms)]
+            found = everywhere({text: spans[text] for text in texts})  # then filtered like any find
+            found = {text: [s for s in self._keep(text, found[text]) if not inside_any(text, s, terms)]
                      for text in texts}  # fmt: skip
             redacted = [placeholders.replace(text, found[text]) for text in texts]
             out.append(Redaction(redacted, sorted({s.entity for text in texts for s in found[text]})))
@@ -202,84 +201,6 @@ class Redactor:
         """Each text on its own: (redacted text, entity types found)."""
         conversations = [[text] for text in texts]
         return [(r.texts[0], r.entities) for r in self.redact_conversations(conversations, progress_label)]
-
-
-def _by_ner(result) -> bool:
-    return (result.recognition_metadata or {}).get("recognizer_name") == "SpacyRecognizer"
-
-
-def _trusted(text: str, result) -> bool:
-    """spaCy reads `question="Which` as one token and may call it a PERSON; `key=value` names are ours to find."""
-    return not (_by_ner(result) and "=" in text[result.start : result.end])
-
-
-def _span(text: str, result) -> Span:
-    """A recognizer's result as a Span; the NER's ends at a line break (it may run into the next paragraph)."""
-    end = result.end
-    if _by_ner(result):
-        newline = text.find("\n", result.start, result.end)
-        end = newline if newline > result.start else end
-    return Span(result.start, end, result.entity_type, result.score)
-
-
-_NOT_A_NAME = regex.compile(rf"(?:{NOT_NAMES})")
-_WORD = regex.compile(r"[\w'’.-]+")
-_NUMERIC = {"PHONE_NUMBER", "ACCOUNT_NUMBER", "US_BANK_NUMBER", "CREDIT_CARD"}
-_OPERAND_BEFORE = regex.compile(rf"\d[ \t]?{OPERATOR}[ \t]?$")
-_OPERAND_AFTER = regex.compile(rf"[ \t]?{OPERATOR}[ \t]?\d")
-
-
-def _name_words_only(text: str, span: Span) -> Span | None:
-    """A PERSON span without the words at either end that are no names ("Convert …", "… T. Which"); None if
-    nothing is left."""
-    if span.entity != "PERSON":
-        return span
-    words = list(_WORD.finditer(text, span.start, span.end))
-    while words and _NOT_A_NAME.fullmatch(words[0].group()):
-        words.pop(0)
-    while words and _NOT_A_NAME.fullmatch(words[-1].group()):
-        words.pop()
-    return Span(words[0].start(), words[-1].end(), span.entity, span.score) if words else None
-
-
-def _operand(text: str, span: Span) -> bool:
-    """Digits beside an arithmetic operator are a task's operands ("2^31 - 1 = 2147483647"), not a phone."""
-    return span.entity in _NUMERIC and bool(
-        _OPERAND_BEFORE.search(text, max(0, span.start - 4), span.start) or _OPERAND_AFTER.match(text, span.end)
-    )
-
-
-def _everywhere(found: dict[str, list[Span]]) -> dict[str, list[Span]]:
-    """A value found once in a conversation is replaced wherever else it stands there too ("Thanks, Kwame
-    Mensah" found by its cue, and "Kwame Mensah" or "Mensah" alone in another turn)."""
-    values = {text[s.start : s.end]: s for text, spans in found.items() for s in spans}
-    # and each capitalised word of a name alone ("Mr. Mensah"), as the NER may split a repeated name badly
-    names = [(value, span) for value, span in values.items() if span.entity == "PERSON"]
-    values |= {word: span for value, span in names for word in _NAME_WORD.findall(value)}
-    values = {value: span for value, span in values.items() if len(value) >= 4}
-    if not values:
-        return found
-    pattern = regex.compile("|".join(rf"(?<!\w){regex.escape(v)}(?!\w)" for v in sorted(values, key=len, reverse=True)))
-    return {
-        text: merge(spans + [Span(m.start(), m.end(), values[m.group()].entity, values[m.group()].score)
-                             for m in pattern.finditer(text)])
-        for text, spans in found.items()
-    }  # fmt: skip
-
-
-def _inside_any(text: str, span: Span, terms: list[str]) -> bool:
-    """Whether the span's text is (part of) one of the terms."""
-    found = text[span.start : span.end].strip()
-    return any(found and found in term for term in terms)
-
-
-_NAME_WORD = regex.compile(r"\p{Lu}[\p{Ll}\p{M}'’-]{3,}")
-_KEY = regex.compile(r"[\w-]+=[\"']?")
-
-
-def _without_key(text: str, span: Span) -> Span:
-    key = _KEY.match(text, span.start, span.end)
-    return Span(key.end(), span.end, span.entity, span.score) if key and key.end() < span.end else span
 
 
 _worker: Redactor | None = None
