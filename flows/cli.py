@@ -1,6 +1,7 @@
 """`redistill`: write demo traffic, or run the distillation flow from a YAML config and flags.
 
     redistill demo-data --out data/demo_traffic.jsonl
+    redistill stack up                                      # PostgreSQL, S3, Prefect, MLflow on loopback
     redistill run --config my.yaml --rollout.samples_per_prompt 8 --train.epochs 1
     redistill run --config my.yaml --stop-after redact      # a dry run: what would reach the teacher
 
@@ -130,7 +131,7 @@ def render_stopped(stopped) -> str:
 
 
 def _run(args: argparse.Namespace, overrides: dict[str, str]) -> int:
-    from tasks.logfile.read import LogError
+    from tasks.logfile.files import LogError
     from tasks.source import check_source
 
     try:
@@ -168,6 +169,8 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--out", default="data/demo_traffic.jsonl", help="where to write it")
     demo.add_argument("--rows", type=int, default=600, help="log lines")
     demo.add_argument("--seed", type=int, default=0, help="random seed")
+    stack = commands.add_parser("stack", help="the local stack: PostgreSQL, S3, Prefect server + worker, MLflow")
+    stack.add_argument("action", choices=("up", "status", "down"), help="start (idempotent), show health, or stop")
     run = commands.add_parser("run", help="run the distillation flow", allow_abbrev=False)
     run.add_argument("--config", help="YAML file with DistillConfig fields (sections as mappings)")
     run.add_argument(
@@ -186,6 +189,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     if args.command == "demo-data":
         return _demo_data(args)
+    if args.command == "stack":
+        from infra.stack import main as stack
+
+        return stack(args.action)
     overrides = {k.removeprefix("set:"): v for k, v in vars(args).items() if k.startswith("set:")}
     return _run(args, overrides)
 

@@ -26,7 +26,8 @@ from pydantic import Field
 from tasks import storage
 from tasks.cache import STAGE_CACHE, stage_uri
 from tasks.config import PLACE, Config
-from tasks.logfile.read import LogError, Rejected, check_readable, declared_columns, read_log
+from tasks.logfile.files import LogError, log_files, logs_digest
+from tasks.logfile.read import Record, Rejected, declared_columns, read_log
 from tasks.logfile.rows import Columns, parse_row, utc
 from tasks.refs import DatasetRef
 from tasks.schemas import PROMPTS, QUARANTINE
@@ -136,9 +137,10 @@ class LogPass:
         self.first_time: str | None = None
         self.last_time: str | None = None
 
-    def reject(self, row: int, error: Rejected, raw: str) -> None:
+    def reject(self, record: Record, error: Rejected) -> None:
         self.kinds[error.kind] += 1
-        self.quarantine.append({"row": row, "field": error.field, "reason": f"row {row}: {error.reason}", "raw": raw})
+        reason = f"{record.where}: {error.reason}"
+        self.quarantine.append({"row": record.row, "field": error.field, "reason": reason, "raw": record.raw})
 
     def saw_time(self, when: str) -> None:
         self.first_time = min(self.first_time or when, when)
@@ -159,12 +161,12 @@ def read_prompts(config: SourceConfig) -> LogPass:
         if isinstance(record.fields, dict):
             read.columns_seen.update(record.fields)
         try:
-            row = parse_row(record.row, record.fields, config.columns, config.max_prompt_chars)
-            if (earlier := first_row_with_id.setdefault(row["id"], record.row)) != record.row:
-                reason = f"field '{config.columns.id}' repeats the id of row {earlier}"
+            row = parse_row(record.row, record.fields, config.columns, config.max_prompt_chars, record.file)
+            if (earlier := first_row_with_id.setdefault(row["id"], record.where)) != record.where:
+                reason = f"field '{config.columns.id}' repeats the id of {earlier}"
                 raise Rejected(config.columns.id, "duplicate_id", reason)
         except Rejected as error:
-            read.reject(record.row, error, record.raw)
+            read.reject(record, error)
             continue
         if row["timestamp"]:
             read.saw_time(row["timestamp"])
@@ -219,8 +221,9 @@ def why_nothing_is_left(config: SourceConfig, read: LogPass, train_rows: int) ->
 
 # ----------------------------------------------------------------------------- the stage
 def log_digest(path: str) -> str:
-    """The prompt log's content digest (part of the source stage's cache key)."""
-    return storage.digest(str(check_readable(path)))
+    """The prompt log's content digest (part of the source stage's cache key): its files by name and content
+    (ETags on S3), so a new hourly partition makes a new source run and an unchanged log none."""
+    return logs_digest(log_files(path))
 
 
 def label_sets(rows: list[dict], slices: list[str]) -> dict[str, list[str]]:

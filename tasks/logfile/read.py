@@ -2,8 +2,9 @@
 
 A row whose bytes are not UTF-8 becomes a `Rejected` record naming the byte offset, never the
 content; a byte-order mark is not data; blank lines are counted, not quarantined; quoted multi-line
-CSV fields work. A log that cannot be read at all (missing, another format, a remote URL) raises
-`LogError`: one line, before anything runs.
+CSV fields work. A log of several files (a glob, local or on S3) is read file by file, each record naming
+its file. A log that cannot be read at all (missing, another format, a bucket that cannot be listed) raises
+`LogError` (tasks/logfile/files.py): one line, before anything runs.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import codecs
 import csv
 import json
 import re
+import shutil
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,11 +21,8 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-FORMATS = (".jsonl", ".csv", ".parquet")
-
-
-class LogError(ValueError):
-    """The log cannot be read at all: said in one line, naming the file and what to do."""
+from tasks import storage
+from tasks.logfile.files import log_files
 
 
 class Rejected(Exception):
@@ -42,49 +41,40 @@ class Record:
     row: int
     raw: str
     fields: dict | Rejected | None
+    file: str | None = None  # which file of a log of several files
 
-
-def check_readable(path: str) -> Path:
-    """The log's local path, or LogError saying why it cannot be read."""
-    if "://" in path and not path.startswith("file://"):
-        raise LogError(
-            f"source.path {path}: remote logs are not read yet; copy the file to this machine and point "
-            "source.path at it"
-        )
-    local = Path(path.removeprefix("file://"))
-    if local.suffix.lower() not in FORMATS:
-        raise LogError(
-            f"source.path {path}: unsupported prompt log format {local.suffix!r} (use .jsonl, .csv or .parquet)"
-        )
-    if not local.is_file():
-        raise LogError(
-            f"source.path {path}: no such file; set source.path, or write the demo's with "
-            f"`redistill demo-data --out {path}`"
-        )
-    return local
+    @property
+    def where(self) -> str:
+        """`row 5`, or `2026-11-30T03.jsonl row 5` in a log of several files."""
+        return f"{self.file} row {self.row}" if self.file else f"row {self.row}"
 
 
 def declared_columns(path: str) -> set[str]:
-    """The columns a CSV header or a Parquet schema declares (JSONL declares none: its rows say)."""
-    local = check_readable(path)
-    if local.suffix.lower() == ".parquet":
-        return set(pq.read_schema(local).names)
-    if local.suffix.lower() == ".csv":
-        with open(local, encoding="utf-8-sig", errors="replace", newline="") as f:
-            return set(next(csv.reader(f), []))
-    return set()
+    """The columns the CSV headers or Parquet schemas of the log declare (JSONL declares none: its rows say)."""
+    columns: set[str] = set()
+    for file in log_files(path):
+        if file.suffix == ".parquet":
+            columns |= set(pq.read_schema(storage.local_file(file.uri)).names)
+        elif file.suffix == ".csv":
+            with open(storage.local_file(file.uri), encoding="utf-8-sig", errors="replace", newline="") as f:
+                columns |= set(next(csv.reader(f), []))
+    return columns
 
 
 def read_log(path: str) -> Iterator[Record]:
-    """Every row of the log, in order, without holding the file in memory."""
-    local = check_readable(path)
-    suffix = local.suffix.lower()
-    if suffix == ".jsonl":
-        yield from _jsonl(local)
-    elif suffix == ".csv":
-        yield from _csv(local)
-    else:
-        yield from _parquet(local)
+    """Every row of every file of the log, in order, without holding a file in memory. With several files,
+    each record names its file (row numbers count within a file)."""
+    files = log_files(path)
+    readers = {".jsonl": _jsonl, ".csv": _csv, ".parquet": _parquet}
+    for file in files:
+        local = storage.local_file(file.uri)  # a remote partition is copied once, then streamed like a local one
+        try:
+            for record in readers[file.suffix](local):
+                record.file = file.name if len(files) > 1 else None
+                yield record
+        finally:
+            if not storage.is_local(file.uri):
+                shutil.rmtree(local.parent, ignore_errors=True)
 
 
 def _not_utf8(offset: int, where: str = "the row") -> Rejected:

@@ -121,8 +121,11 @@ def _messages(record: dict, column: str) -> list[dict] | None:
     return turns
 
 
-def parse_row(number: int, record: dict | Rejected, columns: Columns, max_prompt_chars: int) -> dict:
-    """A validated prompt row (schemas.PROMPTS), or raise Rejected naming the field."""
+def parse_row(
+    number: int, record: dict | Rejected, columns: Columns, max_prompt_chars: int, file: str | None = None
+) -> dict:
+    """A validated prompt row (schemas.PROMPTS), or raise Rejected naming the field. A row without an id gets
+    its place as one (`row-5`, or `<file>:row-5` in a log of several files)."""
     if isinstance(record, Rejected):
         raise record
     if not isinstance(record, dict):
@@ -134,7 +137,7 @@ def parse_row(number: int, record: dict | Rejected, columns: Columns, max_prompt
         reason = f"field '{field}' has {len(prompt)} characters, over source.max_prompt_chars {max_prompt_chars}"
         raise Rejected(field, "too_long", reason)
     return {
-        "id": _text(record, columns.id, required=False, numbers_ok=True) or f"row-{number}",
+        "id": _text(record, columns.id, required=False, numbers_ok=True) or f"{file + ':' if file else ''}row-{number}",
         "timestamp": _time(record, columns.timestamp),
         "slice": _text(record, columns.slice, required=True),
         "prompt": prompt,

@@ -102,7 +102,7 @@ def test_a_missing_or_broken_config_file_is_one_line_naming_it(tmp_path, capsys,
     [
         ("nope.jsonl", "no such file"),
         ("log.txt", "unsupported prompt log format '.txt'"),
-        ("s3://logs/2026/11/*.jsonl", "remote logs are not read yet"),
+        ("s3://logs/2026/11/*.jsonl", "cannot be listed"),
     ],
 )
 def test_a_log_that_cannot_be_read_is_one_line_and_no_run(tmp_path, capsys, path, says):

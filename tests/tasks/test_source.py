@@ -7,7 +7,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tasks.logfile.read import LogError
+from tasks.logfile.files import LogError
 from tasks.source import (
     SourceConfig,
     allocate,
@@ -80,8 +80,10 @@ def test_unsupported_format_missing_log_and_remote_url_are_one_line_errors(tmp_p
         source(SourceConfig(path=str(tmp_path / "log.txt")), [], str(tmp_path))
     with pytest.raises(LogError, match="no such file.*redistill demo-data"):
         log_digest(str(tmp_path / "nope.jsonl"))
-    with pytest.raises(LogError, match="remote logs are not read yet"):
-        check_source(SourceConfig(path="s3://logs/2026/11/*.jsonl"))
+    with pytest.raises(LogError, match="no file matches this pattern"):
+        check_source(SourceConfig(path=str(tmp_path / "2026-11-*.jsonl")))
+    with pytest.raises(LogError, match=r"s3://logs/2026/11/\*.jsonl: cannot be listed"):
+        check_source(SourceConfig(path="s3://logs/2026/11/*.jsonl"))  # no S3 server or credentials here
 
 
 def test_allocate_is_proportional_and_exact():

@@ -7,11 +7,7 @@ import json
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from tasks.logfile.read import (
-    LogError,  # noqa: F401  (the error the CLI turns into one line)
-    Rejected,
-    read_log,
-)
+from tasks.logfile.read import Rejected, read_log
 from tasks.logfile.rows import Columns, parse_row
 
 SECRET = "Ingrid Solberg, +47 912 34 567"  # stands for any content: it must never appear in a reason

@@ -1,0 +1,1 @@
+"""Local services as plain processes: the stack (`redistill stack`) and the test servers."""
