@@ -71,12 +71,23 @@ def read_config_file(path: str) -> dict[str, Any]:
     return data
 
 
-def build_config(config_file: str | None, overrides: dict[str, str]):
-    """DistillConfig from defaults, then the YAML file, then `section.field: value` overrides."""
+def _merged(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    """`top` over `base`, section by section."""
+    merged = dict(base)
+    for key, value in top.items():
+        merged[key] = (
+            _merged(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict) else value
+        )
+    return merged
+
+
+def build_config(config_file: str | None, overrides: dict[str, str], base: dict[str, Any] | None = None):
+    """DistillConfig from defaults, then `base` (the stack's, for a deployment), then the YAML file, then
+    `section.field: value` overrides."""
     from flows.distill import DistillConfig
 
     fields = _leaf_fields(DistillConfig)
-    data: dict[str, Any] = read_config_file(config_file) if config_file else {}
+    data = _merged(base or {}, read_config_file(config_file) if config_file else {})
     for dotted, raw in overrides.items():
         *sections, leaf = dotted.split(".")
         node = data
@@ -131,11 +142,13 @@ def render_stopped(stopped) -> str:
 
 
 def _run(args: argparse.Namespace, overrides: dict[str, str]) -> int:
+    from tasks import storage
     from tasks.logfile.files import LogError
     from tasks.source import check_source
 
     try:
         config = build_config(args.config, overrides)
+        storage.configure(config.storage)
         check_source(config.source)  # a log that cannot be read is said before any run starts
     except (ConfigFileError, LogError) as e:
         print(f"redistill: {e}", file=sys.stderr)
@@ -157,9 +170,53 @@ def _run(args: argparse.Namespace, overrides: dict[str, str]) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def _deploy(args: argparse.Namespace, overrides: dict[str, str]) -> int:
+    """Register the deployments on the stack's Prefect server (or $PREFECT_API_URL's), pointed at the stack."""
+    import os
+
+    from infra.settings import StackSettings
+
+    stack = StackSettings()
+    try:
+        config = build_config(args.config, overrides, base=stack.distill_defaults())
+    except ConfigFileError as e:
+        print(f"redistill: {e}", file=sys.stderr)
+        return 2
+    except (ValidationError, yaml.YAMLError) as e:
+        print(f"redistill: invalid config\n{e}", file=sys.stderr)
+        return 2
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from flows.deploy import deploy, ensure_gpu_pool
+
+    with temporary_settings(updates={PREFECT_API_URL: os.environ.get("PREFECT_API_URL", stack.prefect_api)}):
+        for deployed in deploy(config, args.work_pool or stack.work_pool):
+            when = f", {deployed.schedule}" if deployed.schedule else ""
+            print(f"deployed {deployed.name} ({deployed.id}{when})")
+        kind = ensure_gpu_pool(args.gpu_pool)
+        print(f"work pool {args.gpu_pool} ({kind}, one nvidia.com/gpu per job): a prefect-kubernetes worker runs it")
+    print(f"run it from the UI: {stack.prefect_ui}/deployments (Run > Custom run)")
+    return 0
+
+
+def _add_config_fields(parser: argparse.ArgumentParser) -> None:
+    """A `--<section>.<field>` flag for every config field, and `--config FILE`."""
     from flows.distill import DistillConfig
 
+    parser.add_argument("--config", help="YAML file with DistillConfig fields (sections as mappings)")
+    options = parser.add_argument_group("config fields (each overrides the file; text as written, others as YAML)")
+    for dotted, (description, _) in _leaf_fields(DistillConfig).items():
+        # argparse %-formats help texts: a literal % in a description must be doubled
+        help_text = description.replace("%", "%%")
+        options.add_argument(
+            f"--{dotted}", dest=f"set:{dotted}", metavar="VALUE", help=help_text, default=argparse.SUPPRESS
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    # the config's flags cost the import of the whole flow: only the commands that take them build them
+    with_config = next((a for a in argv if not a.startswith("-")), None) in ("run", "deploy", None)
     # no abbreviations: `--rollout.samples` must not silently mean `--rollout.samples_per_prompt`
     parser = argparse.ArgumentParser(
         prog="redistill", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False
@@ -172,19 +229,21 @@ def main(argv: list[str] | None = None) -> int:
     stack = commands.add_parser("stack", help="the local stack: PostgreSQL, S3, Prefect server + worker, MLflow")
     stack.add_argument("action", choices=("up", "status", "down"), help="start (idempotent), show health, or stop")
     run = commands.add_parser("run", help="run the distillation flow", allow_abbrev=False)
-    run.add_argument("--config", help="YAML file with DistillConfig fields (sections as mappings)")
     run.add_argument(
         "--refresh-cache", action="store_true", help="recompute every stage instead of reusing cached results"
     )
     run.add_argument("--stop-after", dest="set:stop_after", metavar="STAGE", default=argparse.SUPPRESS,
                      help="the same as --stop_after: stop after this stage (redact: a dry run)")  # fmt: skip
-    options = run.add_argument_group("config fields (each overrides the file; text as written, others as YAML)")
-    for dotted, (description, _) in _leaf_fields(DistillConfig).items():
-        # argparse %-formats help texts: a literal % in a description must be doubled
-        help_text = description.replace("%", "%%")
-        options.add_argument(
-            f"--{dotted}", dest=f"set:{dotted}", metavar="VALUE", help=help_text, default=argparse.SUPPRESS
-        )
+    if with_config:
+        _add_config_fields(run)
+    deploy = commands.add_parser(
+        "deploy", help="register distill/on-demand and distill/scheduled on the stack's Prefect server",
+        allow_abbrev=False,
+    )  # fmt: skip
+    deploy.add_argument("--work-pool", help="the work pool whose workers run it (default: the stack's)")
+    deploy.add_argument("--gpu-pool", default="gpu", help="the Kubernetes GPU pool to create or update")
+    if with_config:
+        _add_config_fields(deploy)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     if args.command == "demo-data":
@@ -194,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return stack(args.action)
     overrides = {k.removeprefix("set:"): v for k, v in vars(args).items() if k.startswith("set:")}
-    return _run(args, overrides)
+    return _deploy(args, overrides) if args.command == "deploy" else _run(args, overrides)
 
 
 if __name__ == "__main__":

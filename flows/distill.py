@@ -20,8 +20,10 @@ from tasks.llm.config import LLMConfig
 from tasks.pii import RedactConfig
 from tasks.redact import redact_prompts
 from tasks.rollout import RolloutConfig, rollout_teacher
+from tasks.schedule import ScheduleConfig
 from tasks.source import SourceConfig, log_digest, source_prompts
 from tasks.stage import StageReport
+from tasks.storage import StorageConfig
 from tasks.student import StudentConfig, prepare_student
 from tasks.teacher import prepare_teacher
 from tasks.tracking import Run, RunStops, TrackingConfig, flat_params, log_stage, tracked_run
@@ -58,6 +60,8 @@ class DistillConfig(Config):
     export: ExportConfig = ExportConfig()
     gate: GateConfig = GateConfig()
     tracking: TrackingConfig = TrackingConfig()
+    storage: StorageConfig = StorageConfig()
+    schedule: ScheduleConfig = ScheduleConfig()
 
     @model_validator(mode="after")
     def _sections_fit_together(self):
@@ -117,6 +121,7 @@ def _stopped(run: Run, stop: RunStops) -> StoppedEarly | State:
 def distill(config: DistillConfig = DistillConfig()) -> DistillSummary | StoppedEarly:
     """Distil the teacher into a smaller, quantized student from a prompt log."""
     cfg, work, store = config, storage.canonical(config.work_dir), config.request_store_url()
+    storage.configure(cfg.storage)
     try:
         return _distill(cfg, work, store)
     except RunStops as stop:

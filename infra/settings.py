@@ -68,6 +68,16 @@ class StackSettings(BaseSettings):
     def work_dir(self) -> str:
         return f"s3://{self.s3_bucket}/work"
 
+    def distill_defaults(self) -> dict:
+        """DistillConfig fields that point a deployed run at the stack (a config file and flags override them):
+        stage data and results on S3, the request store and MLflow runs in its PostgreSQL."""
+        return {
+            "work_dir": self.work_dir,
+            "request_store": self.request_store,
+            "tracking": {"tracking_uri": self.mlflow_url},
+            "storage": {"s3_endpoint_url": self.s3_endpoint, "s3_region": self.s3_region},
+        }
+
     def s3_env(self) -> dict[str, str]:
         """What boto3, s3fs and MLflow need to reach the object store."""
         return {

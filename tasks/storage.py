@@ -17,8 +17,46 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import fsspec
+from pydantic import Field
+
+from tasks.config import PLACE, Config
 
 LOCAL_PROTOCOLS = ("file", "local")
+
+
+class StorageConfig(Config):
+    """How object storage is reached, for a work dir, a prompt log or model folders on `s3://`."""
+
+    s3_endpoint_url: str | None = Field(
+        None,
+        description="S3 endpoint of a store that is not AWS (SeaweedFS, MinIO, R2 …); none: $AWS_ENDPOINT_URL_S3, "
+        "else AWS.",
+        json_schema_extra=PLACE,
+    )
+    s3_region: str | None = Field(None, description="S3 region; none: $AWS_DEFAULT_REGION.", json_schema_extra=PLACE)
+    aws_credentials_block: str | None = Field(
+        None,
+        description="Name of a Prefect AwsCredentials block holding the S3 key; none: the environment "
+        "(AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY) or the machine's role.",
+        json_schema_extra=PLACE,
+    )
+
+
+def configure(config: StorageConfig) -> None:
+    """Make every `s3://` URI of this process use the configured endpoint, region and credentials (fsspec's
+    per-protocol defaults: no URI carries them, so they reach no param, log or artifact)."""
+    options: dict = {}
+    if config.s3_endpoint_url:
+        options["endpoint_url"] = config.s3_endpoint_url
+    if config.s3_region:
+        options["client_kwargs"] = {"region_name": config.s3_region}
+    if config.aws_credentials_block:
+        from prefect_aws import AwsCredentials
+
+        credentials = AwsCredentials.load(config.aws_credentials_block)
+        options["key"] = credentials.aws_access_key_id
+        options["secret"] = credentials.aws_secret_access_key.get_secret_value()
+    fsspec.config.conf["s3"] = options
 
 
 def _fs(uri: str):
