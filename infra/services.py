@@ -268,7 +268,7 @@ class Postgres(Service):
                     db.execute(f'CREATE DATABASE "{database}"')
 
     def down(self) -> str:
-        if self.pid() is None:
+        if self.pid() is None or not (self.data / "postmaster.pid").exists():  # not running, or shutting down
             return super().down()
         self._run([self._bin("pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop"], self._system_user())
         self.pid_file.unlink(missing_ok=True)
@@ -344,6 +344,7 @@ class PrefectServer(Service):
             {
                 "PREFECT_API_DATABASE_CONNECTION_URL": s.postgres_url("prefect", "asyncpg", password=True),
                 "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+                "PREFECT_UI_API_URL": s.prefect_api,  # the browser's UI calls the API here, not at :4200
                 "PREFECT_HOME": str(self.root / "prefect-home"),
             },
         )

@@ -105,11 +105,23 @@ def start_run(
         experiment_id = client.create_experiment(config.experiment, artifact_location=location)
     else:
         experiment_id = experiment.experiment_id
-    run = client.create_run(experiment_id, run_name=run_name)
+    run = client.create_run(experiment_id, run_name=run_name, tags=_prefect_tags())
     items = [Param(k, v[:6000]) for k, v in sorted(params.items())]
     for start in range(0, len(items), 100):  # MLflow takes at most 100 params per batch
         client.log_batch(run.info.run_id, params=items[start : start + 100])
     return Run(run_id=run.info.run_id, tracking_uri=uri, experiment_id=experiment_id, stop_after=stop_after)
+
+
+def _prefect_tags() -> dict[str, str]:
+    """The Prefect flow run (and deployment) an MLflow run belongs to, so each can be found from the other."""
+    from prefect.runtime import deployment, flow_run
+
+    if not flow_run.id:
+        return {}
+    tags = {"prefect.flow_run_id": flow_run.id, "prefect.flow_run_name": flow_run.name}
+    if deployment.name:
+        tags["prefect.deployment"] = f"{flow_run.flow_name}/{deployment.name}"
+    return tags
 
 
 @contextmanager

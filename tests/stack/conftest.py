@@ -6,8 +6,11 @@ import random
 import socket
 import subprocess
 import sys
+import time
 
+import httpx
 import pytest
+import yaml
 
 from infra.services import port_in_use
 from infra.settings import StackSettings
@@ -74,3 +77,68 @@ def s3_env(stack, monkeypatch):
     storage.configure(storage.StorageConfig(s3_endpoint_url=stack.s3_endpoint, s3_region=stack.s3_region))
     yield stack
     fsspec.config.conf.pop("s3", None)
+
+
+TERMINAL = ("COMPLETED", "FAILED", "CRASHED", "CANCELLED")
+
+
+def _config(tiny_teacher, bucket: str) -> dict:
+    """The deployment's defaults: a tiny teacher, a small sample, the log's hourly partitions on S3."""
+    return {
+        "run_name": "deployed-e2e",
+        "teacher": {"model": str(tiny_teacher), "sampling": {"max_new_tokens": 8}},
+        "source": {"path": f"s3://{bucket}/logs/2026/11/30/*.jsonl", "sample_size": 16, "eval_size": 6},
+        "rollout": {"samples_per_prompt": 2},
+        "verify": {"by_slice": {"arithmetic": {"kind": "number"}}},
+        "filter": {"drop_truncated": False},
+        "train": {"epochs": 1, "batch_size": 4, "eval_every_steps": 2},
+        "evaluate": {"max_new_tokens": 8, "latency_prompts": 2},
+        "export": {"calibration_rows": 8, "check_prompts": 2, "max_new_tokens": 8},
+        "gate": {"min_transfer_ratio": 0.0},
+    }
+
+
+@pytest.fixture(scope="session")
+def deployed(stack, stack_env, tiny_teacher, demo_log, tmp_path_factory):
+    """Both deployments registered with `redistill deploy --config`, the demo log on S3 in three partitions."""
+    from infra.services import ObjectStore
+
+    log, traffic = demo_log
+    lines = log.read_bytes().splitlines(keepends=True)
+    s3 = ObjectStore(stack).client()
+    for hour, start in enumerate(range(0, len(lines), 70)):
+        s3.put_object(
+            Bucket=stack.s3_bucket, Key=f"logs/2026/11/30/h{hour:02d}.jsonl", Body=b"".join(lines[start : start + 70])
+        )
+    config_file = tmp_path_factory.mktemp("deploy") / "deploy.yaml"
+    config_file.write_text(yaml.safe_dump(_config(tiny_teacher, stack.s3_bucket)))
+    done = stack_command(stack_env, "deploy", "--config", str(config_file))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "deployed distill/on-demand" in done.stdout and "deployed distill/scheduled" in done.stdout
+    return traffic
+
+
+def api(stack, method: str, path: str, **kwargs) -> dict:
+    response = httpx.request(method, f"{stack.prefect_api}{path}", timeout=30, **kwargs)
+    response.raise_for_status()
+    return response.json()
+
+
+def wait_for(stack, flow_run_id: str, timeout_s: float = 900) -> dict:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        run = api(stack, "GET", f"/flow_runs/{flow_run_id}")
+        if run["state"]["type"] in TERMINAL:
+            return run
+        time.sleep(3)
+    raise TimeoutError(f"flow run {flow_run_id} still {run['state']['type']} after {timeout_s}s")
+
+
+def mlflow_run_of(stack, flow_run_id: str):
+    """The MLflow run a flow run logged to (tagged with its id)."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(stack.mlflow_url)
+    experiment = client.get_experiment_by_name("redistill").experiment_id
+    [run] = client.search_runs([experiment], filter_string=f"tags.`prefect.flow_run_id` = '{flow_run_id}'")
+    return run

@@ -4,72 +4,15 @@ MLflow's server holds the run and S3 the stage datasets and Prefect's results, w
 secret in either."""
 
 import json
-import time
 
 import httpx
 import pyarrow.parquet as pq
-import pytest
-import yaml
 
-from tests.stack.conftest import stack_command
-
-TERMINAL = ("COMPLETED", "FAILED", "CRASHED", "CANCELLED")
-
-
-def _config(tiny_teacher, bucket: str) -> dict:
-    """The deployment's defaults: a tiny teacher, a small sample, the log's hourly partitions on S3."""
-    return {
-        "run_name": "deployed-e2e",
-        "teacher": {"model": str(tiny_teacher), "sampling": {"max_new_tokens": 8}},
-        "source": {"path": f"s3://{bucket}/logs/2026/11/30/*.jsonl", "sample_size": 16, "eval_size": 6},
-        "rollout": {"samples_per_prompt": 2},
-        "verify": {"by_slice": {"arithmetic": {"kind": "number"}}},
-        "filter": {"drop_truncated": False},
-        "train": {"epochs": 1, "batch_size": 4, "eval_every_steps": 2},
-        "evaluate": {"max_new_tokens": 8, "latency_prompts": 2},
-        "export": {"calibration_rows": 8, "check_prompts": 2, "max_new_tokens": 8},
-        "gate": {"min_transfer_ratio": 0.0},
-    }
-
-
-@pytest.fixture(scope="module")
-def deployed(stack, stack_env, tiny_teacher, demo_log, tmp_path_factory):
-    """Both deployments registered with `redistill deploy --config`, the demo log on S3 in three partitions."""
-    from infra.services import ObjectStore
-
-    log, traffic = demo_log
-    lines = log.read_bytes().splitlines(keepends=True)
-    s3 = ObjectStore(stack).client()
-    for hour, start in enumerate(range(0, len(lines), 70)):
-        s3.put_object(
-            Bucket=stack.s3_bucket, Key=f"logs/2026/11/30/h{hour:02d}.jsonl", Body=b"".join(lines[start : start + 70])
-        )
-    config_file = tmp_path_factory.mktemp("deploy") / "deploy.yaml"
-    config_file.write_text(yaml.safe_dump(_config(tiny_teacher, stack.s3_bucket)))
-    done = stack_command(stack_env, "deploy", "--config", str(config_file))
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert "deployed distill/on-demand" in done.stdout and "deployed distill/scheduled" in done.stdout
-    return traffic
-
-
-def _api(stack, method: str, path: str, **kwargs) -> dict:
-    response = httpx.request(method, f"{stack.prefect_api}{path}", timeout=30, **kwargs)
-    response.raise_for_status()
-    return response.json()
-
-
-def _wait(stack, flow_run_id: str, timeout_s: float = 900) -> dict:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        run = _api(stack, "GET", f"/flow_runs/{flow_run_id}")
-        if run["state"]["type"] in TERMINAL:
-            return run
-        time.sleep(3)
-    raise TimeoutError(f"flow run {flow_run_id} still {run['state']['type']} after {timeout_s}s")
+from tests.stack.conftest import api, mlflow_run_of, wait_for
 
 
 def test_the_form_schema_carries_descriptions_bounds_and_the_schedule(stack, deployed):
-    on_demand = _api(stack, "GET", "/deployments/name/distill/on-demand")
+    on_demand = api(stack, "GET", "/deployments/name/distill/on-demand")
     definitions = on_demand["parameter_openapi_schema"]["definitions"]
     samples = definitions["RolloutConfig"]["properties"]["samples_per_prompt"]
     assert samples["minimum"] == 1 and samples["maximum"] == 8 and "teacher writes" in samples["description"]
@@ -78,7 +21,7 @@ def test_the_form_schema_carries_descriptions_bounds_and_the_schedule(stack, dep
         and on_demand["parameters"]["config"]["rollout"]["samples_per_prompt"] == 2
     )
     assert on_demand["schedules"] == []
-    scheduled = _api(stack, "GET", "/deployments/name/distill/scheduled")
+    scheduled = api(stack, "GET", "/deployments/name/distill/scheduled")
     [schedule] = scheduled["schedules"]
     assert schedule["schedule"]["cron"] == "0 3 * * 1" and schedule["schedule"]["timezone"] == "UTC"
     bad = httpx.post(
@@ -87,7 +30,7 @@ def test_the_form_schema_carries_descriptions_bounds_and_the_schedule(stack, dep
         json={"parameters": {"config": {**on_demand["parameters"]["config"], "rollout": {"samples_per_prompt": 9}}}},
     )
     assert bad.status_code == 409 and "samples_per_prompt" in bad.text  # the server validates the form
-    gpu = _api(stack, "GET", "/work_pools/gpu")  # created through the API, which validated its template
+    gpu = api(stack, "GET", "/work_pools/gpu")  # created through the API, which validated its template
     assert (
         gpu["type"] == "kubernetes" and gpu["base_job_template"]["variables"]["properties"]["gpu_count"]["default"] == 1
     )
@@ -96,19 +39,18 @@ def test_the_form_schema_carries_descriptions_bounds_and_the_schedule(stack, dep
 def test_a_run_triggered_like_the_ui_completes_on_the_worker_and_leaves_no_pii_or_secret(stack, deployed):
     from mlflow import MlflowClient
 
-    on_demand = _api(stack, "GET", "/deployments/name/distill/on-demand")
+    on_demand = api(stack, "GET", "/deployments/name/distill/on-demand")
     config = json.loads(json.dumps(on_demand["parameters"]["config"]))
     config["rollout"]["samples_per_prompt"] = 1  # the one field changed in the form
-    flow_run = _api(
+    flow_run = api(
         stack, "POST", f"/deployments/{on_demand['id']}/create_flow_run", json={"parameters": {"config": config}}
     )
-    finished = _wait(stack, flow_run["id"])
+    finished = wait_for(stack, flow_run["id"])
     assert finished["state"]["type"] == "COMPLETED", finished["state"]
 
     client = MlflowClient(stack.mlflow_url)
-    [run] = client.search_runs(
-        [client.get_experiment_by_name("redistill").experiment_id], filter_string="attributes.run_name = 'deployed-e2e'"
-    )
+    run = mlflow_run_of(stack, flow_run["id"])
+    assert run.data.tags["prefect.deployment"] == "distill/on-demand"
     assert run.info.status == "FINISHED"
     assert run.data.params["rollout.samples_per_prompt"] == "1"
     assert run.data.params["source.path"].startswith(f"s3://{stack.s3_bucket}/logs/")
