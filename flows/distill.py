@@ -8,6 +8,7 @@ from prefect import flow
 from prefect.states import Failed, State
 from pydantic import BaseModel, Field, model_validator
 
+from flows.preflight import ServiceDown, check_services
 from tasks import storage
 from tasks.cache import cached
 from tasks.config import Config
@@ -122,6 +123,10 @@ def distill(config: DistillConfig = DistillConfig()) -> DistillSummary | Stopped
     """Distil the teacher into a smaller, quantized student from a prompt log."""
     cfg, work, store = config, storage.canonical(config.work_dir), config.request_store_url()
     storage.configure(cfg.storage)
+    try:
+        check_services(cfg)
+    except ServiceDown as down:  # one line naming the service and its URL, before any work
+        return Failed(name="ServiceDown", message=str(down))
     try:
         return _distill(cfg, work, store)
     except RunStops as stop:

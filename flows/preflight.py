@@ -12,6 +12,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
+from infra.services import short_reason
 from tasks import storage
 
 _PASSWORD = re.compile(r"(://[^/:@\s]+):[^/@\s]+@")
@@ -26,11 +27,6 @@ def shown(url: str) -> str:
     return _PASSWORD.sub(r"\1@", url)
 
 
-def _reason(error: BaseException) -> str:
-    text = str(getattr(error, "reason", None) or error).strip().splitlines()
-    return (text[0].rsplit(": ", 1)[-1] if text else type(error).__name__).lower()
-
-
 def request_store_problem(url: str) -> str | None:
     if not url.startswith(("postgresql://", "postgres://")):
         return None  # SQLite on this machine: nothing to reach
@@ -39,7 +35,7 @@ def request_store_problem(url: str) -> str | None:
     try:
         psycopg.connect(url, connect_timeout=5).close()
     except psycopg.OperationalError as e:
-        return f"the request store's PostgreSQL at {shown(url)} does not answer ({_reason(e)})"
+        return f"the request store's PostgreSQL at {shown(url)} does not answer ({short_reason(e)})"
     return None
 
 
@@ -55,7 +51,7 @@ def mlflow_problem(tracking_uri: str | None, experiment: str) -> str | None:
             return None  # no such experiment yet: the run creates it
         return f"the MLflow server at {shown(tracking_uri)} fails (HTTP {e.code}; is its database up?)"
     except OSError as e:
-        return f"the MLflow server at {shown(tracking_uri)} does not answer ({_reason(e)})"
+        return f"the MLflow server at {shown(tracking_uri)} does not answer ({short_reason(e)})"
     return None
 
 
@@ -66,7 +62,7 @@ def work_dir_problem(work_dir: str, endpoint: str | None) -> str | None:
         storage.exists(work_dir)
     except Exception as e:  # each filesystem fails its own way (botocore, aiohttp, gcsfs …)
         where = f" ({endpoint})" if endpoint else ""
-        return f"the object store of work_dir {work_dir}{where} does not answer ({_reason(e)})"
+        return f"the object store of work_dir {work_dir}{where} does not answer ({short_reason(e)})"
     return None
 
 
@@ -82,4 +78,3 @@ def check_services(config) -> None:
     ]
     if found := [p for p in problems if p]:
         raise ServiceDown("; ".join(found))
-

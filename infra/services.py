@@ -42,14 +42,18 @@ def _http_ok(url: str, timeout_s: float = 3) -> Health:
     except urllib.error.HTTPError as e:
         return Health(False, f"HTTP {e.code}")
     except OSError as e:
-        return Health(False, _reason(e))
+        return Health(False, short_reason(e))
 
 
-def _reason(error: BaseException) -> str:
-    """A short cause (`connection refused`), not a traceback."""
+def short_reason(error: BaseException) -> str:
+    """A short cause (`connection refused`), not a traceback: the OS's words where there are some, else the
+    first line of the message (psycopg's `connection … failed: Connection refused` cut to its end)."""
     cause = getattr(error, "reason", None) or error
-    text = getattr(cause, "strerror", None) or str(cause)
-    return text.splitlines()[0].strip().lower() if text else type(error).__name__
+    text = (getattr(cause, "strerror", None) or str(cause)).strip()
+    if not text:
+        return type(error).__name__
+    first = text.splitlines()[0]
+    return (first.rsplit("failed: ", 1)[-1] if "failed: " in first else first).strip().lower()
 
 
 def port_in_use(host: str, port: int) -> bool:
@@ -258,7 +262,7 @@ class Postgres(Service):
                 db.execute("select 1")
             return Health(True, "accepting connections")
         except psycopg.OperationalError as e:
-            return Health(False, _reason(e))
+            return Health(False, short_reason(e))
 
     def after_start(self) -> None:
         with self.connect() as db:
@@ -321,9 +325,20 @@ class ObjectStore(Service):
         )
 
     def after_start(self) -> None:
+        """The bucket, and a write that succeeds: `weed mini` answers its health check before its volume
+        servers take data (a write then is a 500)."""
         client = self.client()
-        if self.settings.s3_bucket not in {b["Name"] for b in client.list_buckets().get("Buckets", [])}:
-            client.create_bucket(Bucket=self.settings.s3_bucket)
+        deadline = time.monotonic() + self.start_timeout_s
+        while True:
+            try:
+                if self.settings.s3_bucket not in {b["Name"] for b in client.list_buckets().get("Buckets", [])}:
+                    client.create_bucket(Bucket=self.settings.s3_bucket)
+                client.put_object(Bucket=self.settings.s3_bucket, Key=".redistill-ready", Body=b"ok")
+                return
+            except Exception as e:  # botocore's ClientError (500) or a connection error, while it starts
+                if time.monotonic() > deadline:
+                    raise StackError(f"s3 at {self.url} takes no writes: {short_reason(e)}; see {self.log}") from None
+                time.sleep(0.5)
 
 
 class PrefectServer(Service):
@@ -402,7 +417,7 @@ class Worker(Service):
             with urllib.request.urlopen(f"{self.settings.prefect_api}/work_pools/{self.settings.work_pool}") as r:
                 status = json.loads(r.read()).get("status")
         except OSError as e:
-            return Health(False, f"work pool unknown to the server ({_reason(e)})")
+            return Health(False, f"work pool unknown to the server ({short_reason(e)})")
         return Health(status == "READY", f"work pool {self.settings.work_pool} {status}")
 
 

@@ -10,6 +10,7 @@ descriptions: prose edits invalidate nothing, and an OpenAI-backend edit never r
 from __future__ import annotations
 
 import ast
+import errno
 import hashlib
 import importlib
 import importlib.util
@@ -134,6 +135,44 @@ def code_key(module: ModuleType) -> str:
 
 
 STAGE_CACHE = StageInputs() + StageCode()
+
+# what a retry can fix: a connection to storage or a database that dropped (by class name: the libraries
+# that raise them, botocore, aiohttp, psycopg, httpx, are not all imported here)
+TRANSIENT_ERRORS = {
+    "EndpointConnectionError", "ConnectionClosedError", "ReadTimeoutError", "ConnectTimeoutError",
+    "ClientConnectorError", "ServerDisconnectedError", "ClientOSError", "OperationalError", "TransportError",
+}  # fmt: skip
+
+
+# what s3fs makes of a server's "try again" (500 InternalError, 503 SlowDown) and of timeouts
+TRANSIENT_ERRNOS = {errno.EREMOTEIO, errno.EAGAIN, errno.EBUSY, errno.ETIMEDOUT}
+
+
+def transient(error: BaseException | None) -> bool:
+    """Whether the error, or one it was raised from, is a dropped connection, a timeout, or a server's "try
+    again"."""
+    while error is not None:
+        if isinstance(error, ConnectionError | TimeoutError) or type(error).__name__ in TRANSIENT_ERRORS:
+            return True
+        if isinstance(error, OSError) and error.errno in TRANSIENT_ERRNOS:
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
+def retry_if_transient(task, task_run, state) -> bool:
+    """Prefect's retry condition for stages: retry an outage of S3 or PostgreSQL, not a bug or bad data."""
+    return transient(state.result(raise_on_failure=False))
+
+
+# every stage task: cached by content, results persisted, retried through a storage outage
+STAGE_TASK = {
+    "cache_policy": STAGE_CACHE,
+    "persist_result": True,
+    "retries": 2,
+    "retry_delay_seconds": 15,
+    "retry_condition_fn": retry_if_transient,
+}
 
 
 def outputs_intact(result: BaseModel) -> bool:

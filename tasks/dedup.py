@@ -19,7 +19,7 @@ from prefect import task
 from pydantic import Field
 
 from tasks import storage
-from tasks.cache import STAGE_CACHE, stage_uri
+from tasks.cache import STAGE_TASK, stage_uri
 from tasks.config import Config
 from tasks.refs import DatasetRef
 from tasks.schemas import ROLLOUTS
@@ -133,7 +133,7 @@ def dedup(config: DedupConfig, rollouts: DatasetRef, held_out: DatasetRef, out_u
     )
 
 
-@task(name="dedup_rollouts", cache_policy=STAGE_CACHE, persist_result=True)
+@task(name="dedup_rollouts", **STAGE_TASK)
 def dedup_rollouts(config: DedupConfig, rollouts: DatasetRef, held_out: DatasetRef, work_dir: str) -> Deduped:
     """Drop exact and near-duplicate rollouts and those overlapping the held-out prompts."""
     return dedup(config, rollouts, held_out, stage_uri(work_dir, "dedup", config, rollouts, held_out))

@@ -18,7 +18,7 @@ from prefect import task
 from pydantic import BaseModel, Field
 
 from tasks import storage
-from tasks.cache import STAGE_CACHE, stage_uri
+from tasks.cache import STAGE_TASK, stage_uri
 from tasks.config import Config
 from tasks.llm.ask import ask, make_backend
 from tasks.llm.config import LLMConfig, SamplingConfig
@@ -226,7 +226,7 @@ def evaluate(
     return result
 
 
-@task(name="evaluate_models", cache_policy=STAGE_CACHE, persist_result=True)
+@task(name="evaluate_models", **STAGE_TASK)
 def evaluate_models(
     config: EvaluateConfig,
     redact: RedactConfig,

@@ -15,7 +15,7 @@ from prefect import task
 from pydantic import Field
 
 from tasks import storage
-from tasks.cache import STAGE_CACHE, stage_uri
+from tasks.cache import STAGE_TASK, stage_uri
 from tasks.config import Config
 from tasks.llm.config import SamplingConfig
 from tasks.llm.local import LocalBackend
@@ -191,7 +191,7 @@ def export(
     )
 
 
-@task(name="export_student", cache_policy=STAGE_CACHE, persist_result=True)
+@task(name="export_student", **STAGE_TASK)
 def export_student(
     config: ExportConfig,
     verify: VerifyConfig,

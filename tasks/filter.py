@@ -18,7 +18,7 @@ from prefect import task
 from pydantic import Field
 
 from tasks import storage
-from tasks.cache import STAGE_CACHE, stage_uri
+from tasks.cache import STAGE_TASK, stage_uri
 from tasks.config import Config
 from tasks.refs import DatasetRef
 from tasks.schemas import ROLLOUTS, TRAINING_ROWS
@@ -124,7 +124,7 @@ def filter_rows(config: FilterConfig, rollouts: DatasetRef, verdicts: DatasetRef
     )
 
 
-@task(name="filter_rollouts", cache_policy=STAGE_CACHE, persist_result=True)
+@task(name="filter_rollouts", **STAGE_TASK)
 def filter_rollouts(config: FilterConfig, rollouts: DatasetRef, verdicts: DatasetRef, work_dir: str) -> Filtered:
     """Drop empty, truncated, refused and wrong answers; write chat rows for training."""
     return filter_rows(config, rollouts, verdicts, stage_uri(work_dir, "filter", config, rollouts, verdicts))

@@ -17,7 +17,7 @@ from collections import Counter
 from prefect import task
 
 from tasks import storage
-from tasks.cache import STAGE_CACHE, stage_uri
+from tasks.cache import STAGE_TASK, stage_uri
 from tasks.pii import RedactConfig, Redaction, Redactor
 from tasks.refs import DatasetRef
 from tasks.schemas import QUARANTINE, REDACTED_PROMPTS
@@ -83,7 +83,7 @@ def redact(
     )
 
 
-@task(name="redact_prompts", cache_policy=STAGE_CACHE, persist_result=True)
+@task(name="redact_prompts", **STAGE_TASK)
 def redact_prompts(
     config: RedactConfig, train: DatasetRef, held_out: DatasetRef, quarantine: DatasetRef, work_dir: str
 ) -> Redacted:

@@ -24,7 +24,7 @@ from prefect import task
 from pydantic import Field
 
 from tasks import storage
-from tasks.cache import STAGE_CACHE, stage_uri
+from tasks.cache import STAGE_TASK, stage_uri
 from tasks.config import PLACE, Config
 from tasks.logfile.files import LogError, log_files, logs_digest
 from tasks.logfile.read import Record, Rejected, declared_columns, read_log
@@ -272,7 +272,7 @@ def source(config: SourceConfig, label_slices: list[str], out_uri: str) -> Sourc
     )
 
 
-@task(name="source_prompts", cache_policy=STAGE_CACHE, persist_result=True)
+@task(name="source_prompts", **STAGE_TASK)
 def source_prompts(config: SourceConfig, label_slices: list[str], log_digest: str, work_dir: str) -> Sourced:
     """Read the prompt log (identified by its digest), quarantine bad rows, split and sample."""
     return source(config, label_slices, stage_uri(work_dir, "source", config, label_slices, log_digest))

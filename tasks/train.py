@@ -15,7 +15,7 @@ from prefect import task
 from pydantic import Field
 
 from tasks import storage
-from tasks.cache import STAGE_CACHE, stage_uri
+from tasks.cache import STAGE_TASK, stage_uri
 from tasks.config import Config
 from tasks.models import model_ref
 from tasks.refs import DatasetRef, ModelRef
@@ -145,7 +145,7 @@ def train(config: TrainConfig, base: ModelRef, rows_ref: DatasetRef, out_uri: st
     return Trained(adapter=model_ref(adapter_uri), report=report)
 
 
-@task(name="train_student", cache_policy=STAGE_CACHE, persist_result=True)
+@task(name="train_student", **STAGE_TASK)
 def train_student(config: TrainConfig, base: ModelRef, rows: DatasetRef, work_dir: str) -> Trained:
     """LoRA-fine-tune the student on the kept answers."""
     return train(config, base, rows, stage_uri(work_dir, "train", config, base, rows))

@@ -12,7 +12,7 @@ from collections import defaultdict
 from prefect import task
 
 from tasks import storage
-from tasks.cache import STAGE_CACHE, stage_uri
+from tasks.cache import STAGE_TASK, stage_uri
 from tasks.refs import DatasetRef
 from tasks.schemas import VERDICTS
 from tasks.stage import StageReport, StageResult, Timer, read_dataset, write_dataset
@@ -73,7 +73,7 @@ def verify(config: VerifyConfig, rollouts: DatasetRef, out_uri: str) -> Verified
     return Verified(verdicts=write_dataset(rows, storage.join(out_uri, "verdicts.parquet"), VERDICTS), report=report)
 
 
-@task(name="verify_rollouts", cache_policy=STAGE_CACHE, persist_result=True)
+@task(name="verify_rollouts", **STAGE_TASK)
 def verify_rollouts(config: VerifyConfig, rollouts: DatasetRef, work_dir: str) -> Verified:
     """Judge every teacher sample with its slice's verifier."""
     return verify(config, rollouts, stage_uri(work_dir, "verify", config, rollouts))

@@ -4,6 +4,7 @@ MLflow's server holds the run and S3 the stage datasets and Prefect's results, w
 secret in either."""
 
 import json
+import time
 
 import httpx
 import pyarrow.parquet as pq
@@ -86,3 +87,38 @@ def test_a_run_triggered_like_the_ui_completes_on_the_worker_and_leaves_no_pii_o
             text = s3.cat_file(path).decode("utf-8", errors="ignore")
         leaks += [(path, value) for value in secrets + planted if value in text]
     assert leaks == []
+
+
+def _task_runs(stack, flow_run_id: str) -> list[dict]:
+    return api(stack, "POST", "/task_runs/filter", json={"flow_runs": {"id": {"any_": [flow_run_id]}}})
+
+
+def test_the_s3_server_killed_mid_run_and_restarted_costs_a_stage_retry_not_the_run(stack, deployed):
+    from infra.services import ObjectStore
+
+    on_demand = api(stack, "GET", "/deployments/name/distill/on-demand")
+    config = json.loads(json.dumps(on_demand["parameters"]["config"]))
+    config["run_name"], config["source"]["seed"] = "s3-outage", 7  # a new sample: nothing served from cache
+    flow_run = api(
+        stack, "POST", f"/deployments/{on_demand['id']}/create_flow_run", json={"parameters": {"config": config}}
+    )
+    deadline = time.monotonic() + 600
+    # training touches S3 only at its end (the adapter, then Prefect's result): it ends inside the outage
+    while not any(
+        t["name"].startswith("train_student") and t["state_type"] == "RUNNING"
+        for t in _task_runs(stack, flow_run["id"])
+    ):
+        assert (
+            time.monotonic() < deadline and api(stack, "GET", f"/flow_runs/{flow_run['id']}")["state_type"] != "FAILED"
+        )
+        time.sleep(0.5)
+    s3 = ObjectStore(stack)
+    assert s3.down() == "stopped"
+    time.sleep(30)
+    assert s3.up() == "started"  # same data folder: nothing written before the outage is lost
+    finished = wait_for(stack, flow_run["id"])
+    assert finished["state"]["type"] == "COMPLETED", finished["state"]
+    retried = [t["name"] for t in _task_runs(stack, flow_run["id"]) if t["run_count"] > 1]
+    assert [name.split("-")[0] for name in retried] == ["train_student"]
+    run = mlflow_run_of(stack, flow_run["id"])
+    assert run.info.status == "FINISHED" and run.data.metrics["source.train_prompts"] == 16

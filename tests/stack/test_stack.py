@@ -22,7 +22,7 @@ def test_up_again_starts_nothing_and_status_shows_each_service_healthy_without_s
     assert sorted(p.name for p in (stack.root / "logs").iterdir()) == sorted(f"{s}.log" for s in SERVICES)
 
 
-def test_postgres_down_is_named_with_its_url_and_up_brings_back_only_it_with_its_data(stack, stack_env):
+def test_postgres_down_is_named_with_its_url_and_up_brings_back_only_it_with_its_data(stack, stack_env, demo_log):
     postgres = Postgres(stack)
     assert postgres.down() == "stopped"
     status = stack_command(stack_env, "stack", "status")
@@ -30,6 +30,14 @@ def test_postgres_down_is_named_with_its_url_and_up_brings_back_only_it_with_its
     line = next(line for line in status.stdout.splitlines() if line.startswith("postgres"))
     assert "DOWN" in line and f"postgresql://{stack.pg_user}@127.0.0.1:{stack.pg_port}/postgres" in line
     assert "refused" in line and "Traceback" not in status.stdout + status.stderr
+    # a run pointed at the stack stops before any work, naming the service and its URL
+    pointed = ["--work_dir", stack.work_dir, "--request_store", stack.request_store, "--source.path", str(demo_log[0]),
+               "--tracking.tracking_uri", stack.mlflow_url, "--storage.s3_endpoint_url", stack.s3_endpoint]  # fmt: skip
+    run = stack_command({**stack_env, **stack.s3_env()}, "run", *pointed, timeout=600)
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert f"the request store's PostgreSQL at {stack.request_store} does not answer (connection refused)" in run.stderr
+    assert f"the MLflow server at {stack.mlflow_url} " in run.stderr  # its database is down: it fails or hangs
+    assert "Traceback" not in run.stderr and stack.pg_password.get_secret_value() not in run.stdout + run.stderr
     up = stack_command(stack_env, "stack", "up")
     assert up.returncode == 0, up.stdout
     assert "(started)" in next(line for line in up.stdout.splitlines() if line.startswith("postgres"))

@@ -1,9 +1,11 @@
+import errno
+
 import tasks.evaluate
 import tasks.export
 import tasks.filter
 import tasks.rollout
 import tasks.train
-from tasks.cache import StageInputs, code_text, project_modules
+from tasks.cache import StageInputs, code_text, project_modules, transient
 from tasks.refs import DatasetRef, ModelRef
 
 
@@ -62,3 +64,21 @@ def test_where_a_thing_is_and_how_patiently_it_is_reached_are_not_in_the_key():
     hotter = served.model_copy(update={"sampling": SamplingConfig(temperature=1.0)})
     assert key(None, {"teacher": served}, {}) != key(None, {"teacher": hotter}, {})  # what is asked still counts
     assert key(None, {"config": SourceConfig(sample_size=10)}, {}) != key(None, {"config": SourceConfig()}, {})
+
+
+class EndpointConnectionError(Exception):
+    """Named like botocore's: `transient` knows the libraries' errors by class name."""
+
+
+def test_only_outages_are_retried_not_bugs_or_bad_data():
+    assert transient(OSError(errno.EREMOTEIO, "We encountered an internal error, please try again."))
+    assert transient(ConnectionRefusedError()) and transient(TimeoutError())
+    try:
+        try:
+            raise EndpointConnectionError('Could not connect to the endpoint URL: "http://127.0.0.1:1/bucket"')
+        except EndpointConnectionError as e:
+            raise RuntimeError("upload failed") from e
+    except RuntimeError as wrapped:
+        assert transient(wrapped)  # found where it was raised from
+    assert not transient(ValueError("bad data")) and not transient(FileNotFoundError(errno.ENOENT, "gone"))
+    assert not transient(KeyError("column")) and not transient(None)

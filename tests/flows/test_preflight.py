@@ -1,0 +1,49 @@
+"""Before any work, a service that does not answer is named with its URL (never its password), in one line."""
+
+import socket
+
+from flows.distill import DistillConfig
+from flows.preflight import check_services, mlflow_problem, request_store_problem, shown, work_dir_problem
+from tasks.storage import StorageConfig
+from tasks.tracking import TrackingConfig
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]  # closed again when the socket is
+
+
+def test_each_missing_service_is_named_with_its_url_and_no_password():
+    port = _closed_port()
+    store = f"postgresql://distill:hunter2-secret@127.0.0.1:{port}/requests"
+    assert request_store_problem(store) == (
+        f"the request store's PostgreSQL at postgresql://distill@127.0.0.1:{port}/requests does not answer "
+        "(connection refused)"
+    )
+    assert mlflow_problem(f"http://127.0.0.1:{port}", "redistill") == (
+        f"the MLflow server at http://127.0.0.1:{port} does not answer (connection refused)"
+    )
+    assert "does not answer" in work_dir_problem("s3://bucket/work", f"http://127.0.0.1:{port}")
+    assert shown("postgresql://u:p@h:5/db") == "postgresql://u@h:5/db"
+
+
+def test_local_services_need_no_check_and_a_run_lists_every_problem(tmp_path):
+    assert request_store_problem(str(tmp_path / "requests.sqlite")) is None
+    assert mlflow_problem(None, "redistill") is None and mlflow_problem("sqlite:///x.db", "redistill") is None
+    assert work_dir_problem(str(tmp_path), None) is None
+    check_services(DistillConfig(work_dir=str(tmp_path)))  # the CPU demo's defaults: nothing to reach
+    port = _closed_port()
+    config = DistillConfig(
+        work_dir="s3://bucket/work",
+        request_store=f"postgresql://distill@127.0.0.1:{port}/requests",
+        tracking=TrackingConfig(tracking_uri=f"http://127.0.0.1:{port}"),
+        storage=StorageConfig(s3_endpoint_url=f"http://127.0.0.1:{port}"),
+    )
+    try:
+        check_services(config)
+    except Exception as e:
+        assert type(e).__name__ == "ServiceDown"
+        assert str(e).count("does not answer") == 3 and "\n" not in str(e)
+    else:
+        raise AssertionError("no ServiceDown")
