@@ -136,7 +136,7 @@ def render_stopped(stopped) -> str:
     parts = [report.markdown() for report in stopped.reports]
     parts.append("## where the data is\n\n" + "\n".join(f"- {k}: {v}" for k, v in stopped.datasets.items()))
     parts.append(
-        f"stopped after {stopped.stage}, as asked; MLflow run {stopped.mlflow_run_id} at {stopped.tracking_uri}"
+        f"ended after {stopped.stage}: {stopped.reason}; MLflow run {stopped.mlflow_run_id} at {stopped.tracking_uri}"
     )
     return "\n".join(parts)
 
@@ -187,14 +187,19 @@ def _deploy(args: argparse.Namespace, overrides: dict[str, str]) -> int:
         return 2
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    from flows.deploy import deploy, ensure_gpu_pool
+    from flows.deploy import DeployError, deploy, ensure_gpu_pool
 
-    with temporary_settings(updates={PREFECT_API_URL: os.environ.get("PREFECT_API_URL", stack.prefect_api)}):
-        for deployed in deploy(config, args.work_pool or stack.work_pool):
-            when = f", {deployed.schedule}" if deployed.schedule else ""
-            print(f"deployed {deployed.name} ({deployed.id}{when})")
-        kind = ensure_gpu_pool(args.gpu_pool)
-        print(f"work pool {args.gpu_pool} ({kind}, one nvidia.com/gpu per job): a prefect-kubernetes worker runs it")
+    api = os.environ.get("PREFECT_API_URL", stack.prefect_api)
+    try:
+        with temporary_settings(updates={PREFECT_API_URL: api}):
+            for deployed in deploy(config, args.work_pool or stack.work_pool):
+                when = f", {deployed.schedule}" if deployed.schedule else ""
+                print(f"deployed {deployed.name} ({deployed.id}{when})")
+            kind = ensure_gpu_pool(args.gpu_pool)
+    except DeployError as e:
+        print(f"redistill deploy: {e}", file=sys.stderr)
+        return 1
+    print(f"work pool {args.gpu_pool} ({kind}, one nvidia.com/gpu per job): a prefect-kubernetes worker runs it")
     print(f"run it from the UI: {stack.prefect_ui}/deployments (Run > Custom run)")
     return 0
 

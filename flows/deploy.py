@@ -18,13 +18,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from uuid import UUID
 
+import httpx
+from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
+from prefect.settings import PREFECT_API_URL
+
 from flows.distill import DistillConfig, distill
 from tasks import storage
+from tasks.urls import masked
 
 PROJECT = Path(__file__).resolve().parents[1]
 ENTRYPOINT = "flows/distill.py:distill"
 RESULTS_BLOCK = "redistill-results"
 GPU_POOL_TEMPLATE = PROJECT / "deploy" / "gpu-pool.json"
+
+
+class DeployError(RuntimeError):
+    """What stopped `redistill deploy`, in one line: a password in a parameter, a server that does not answer,
+    a work pool or schedule the server refused."""
 
 
 @dataclass
@@ -41,14 +51,36 @@ def results_env(config: DistillConfig) -> dict[str, str]:
         return {}
     from prefect.filesystems import RemoteFileSystem
 
-    settings = {"endpoint_url": config.storage.s3_endpoint_url} if config.storage.s3_endpoint_url else {}
+    settings: dict = {"endpoint_url": config.storage.s3_endpoint_url} if config.storage.s3_endpoint_url else {}
+    if config.storage.s3_region:
+        settings["client_kwargs"] = {"region_name": config.storage.s3_region}
     block = RemoteFileSystem(basepath=storage.join(config.work_dir, "prefect-results"), settings=settings)
     block.save(RESULTS_BLOCK, overwrite=True)
     return {"PREFECT_RESULTS_DEFAULT_STORAGE_BLOCK": f"remote-file-system/{RESULTS_BLOCK}"}
 
 
+def refuse_passwords(config: DistillConfig) -> None:
+    """A deployment's parameters are stored by the server and shown in its UI: no password may be in them."""
+    for name, url in (("request_store", config.request_store), ("tracking.tracking_uri", config.tracking.tracking_uri)):
+        if url and masked(url) != url:
+            raise DeployError(
+                f"{name} holds a password: the server stores and shows a deployment's parameters; give the "
+                "workers PGPASSWORD (or the server's own auth) instead"
+            )
+
+
 def deploy(config: DistillConfig, work_pool: str) -> list[Deployed]:
     """Register both deployments with `config` as their default parameter; what was registered."""
+    refuse_passwords(config)
+    try:
+        return _deploy(config, work_pool)
+    except httpx.HTTPError as e:
+        raise DeployError(f"the Prefect server at {PREFECT_API_URL.value()} does not answer ({e})") from None
+    except (ObjectNotFound, PrefectHTTPStatusError, ValueError) as e:
+        raise DeployError(str(e).splitlines()[0]) from None
+
+
+def _deploy(config: DistillConfig, work_pool: str) -> list[Deployed]:
     from prefect.schedules import Cron
 
     flow = distill.from_source(source=str(PROJECT), entrypoint=ENTRYPOINT)
@@ -65,7 +97,11 @@ def deploy(config: DistillConfig, work_pool: str) -> list[Deployed]:
     cron = Cron(config.schedule.cron, timezone=config.schedule.timezone)
     with contextlib.redirect_stdout(io.StringIO()):  # Prefect prints a table per deployment; we print one line
         on_demand = flow.deploy(name="on-demand", description=_describe(None), **common)
-        scheduled = flow.deploy(name="scheduled", schedules=[cron], description=_describe(config), **common)
+        fresh = config.model_copy(update={"schedule": config.schedule.model_copy(update={"fresh_traffic": True})})
+        parameters = {"config": fresh.model_dump(mode="json")}
+        scheduled = flow.deploy(
+            name="scheduled", schedules=[cron], description=_describe(config), **(common | {"parameters": parameters})
+        )
     return [
         Deployed("distill/on-demand", on_demand, None),
         Deployed("distill/scheduled", scheduled, f"{config.schedule.cron} ({config.schedule.timezone})"),
@@ -82,8 +118,11 @@ def ensure_gpu_pool(name: str = "gpu") -> str:
     template = json.loads(GPU_POOL_TEMPLATE.read_text())
     pool = WorkPoolCreate(name=name, type="kubernetes", base_job_template=template,
                           description="GPU stages: rollout on vLLM, train, evaluate, export")  # fmt: skip
-    with get_client(sync_client=True) as client:
-        return client.create_work_pool(pool, overwrite=True).type
+    try:
+        with get_client(sync_client=True) as client:
+            return client.create_work_pool(pool, overwrite=True).type
+    except httpx.HTTPError as e:
+        raise DeployError(f"the Prefect server at {PREFECT_API_URL.value()} does not answer ({e})") from None
 
 
 def _describe(config: DistillConfig | None) -> str:

@@ -8,18 +8,22 @@ from prefect import flow
 from prefect.states import Failed, State
 from pydantic import BaseModel, Field, model_validator
 
+from flows.fresh import advance, fresh_window
 from flows.preflight import ServiceDown, check_services
 from tasks import storage
 from tasks.cache import cached
 from tasks.config import Config
 from tasks.dedup import DedupConfig, dedup_rollouts
+from tasks.drift import DriftConfig, drift_report
 from tasks.evaluate import EvaluateConfig, ModelScore, evaluate_models
 from tasks.export import ExportConfig, export_student
 from tasks.filter import FilterConfig, filter_rollouts
 from tasks.gate import GateConfig, Promotion, promote_student
 from tasks.llm.config import LLMConfig
+from tasks.logfile.files import LogError
 from tasks.pii import RedactConfig
 from tasks.redact import redact_prompts
+from tasks.replay import ReplayConfig, replay_prompts
 from tasks.rollout import RolloutConfig, rollout_teacher
 from tasks.schedule import ScheduleConfig
 from tasks.source import SourceConfig, log_digest, source_prompts
@@ -27,7 +31,16 @@ from tasks.stage import StageReport
 from tasks.storage import StorageConfig
 from tasks.student import StudentConfig, prepare_student
 from tasks.teacher import prepare_teacher
-from tasks.tracking import Run, RunStops, TrackingConfig, flat_params, log_stage, tracked_run
+from tasks.tracking import (
+    Run,
+    RunStops,
+    TrackingConfig,
+    champion_dataset,
+    flat_params,
+    log_image,
+    log_stage,
+    tracked_run,
+)
 from tasks.train import TrainConfig, train_student
 from tasks.verifiers import VerifyConfig, with_labels
 from tasks.verify import verify_rollouts
@@ -53,6 +66,8 @@ class DistillConfig(Config):
     source: SourceConfig = SourceConfig()
     redact: RedactConfig = RedactConfig()
     rollout: RolloutConfig = RolloutConfig()
+    drift: DriftConfig = DriftConfig()
+    replay: ReplayConfig = ReplayConfig()
     dedup: DedupConfig = DedupConfig()
     verify: VerifyConfig = VerifyConfig()
     filter: FilterConfig = FilterConfig()
@@ -83,6 +98,10 @@ class DistillConfig(Config):
         )
 
 
+# what the champion was trained on: its replay stage's prompts when it had one, else its redacted prompts
+CHAMPION_TRAINED_ON = ("replay.train_prompts", "redact.train_prompts")
+
+
 class DistillSummary(BaseModel):
     """What a run produced, for the closing table."""
 
@@ -97,9 +116,11 @@ class DistillSummary(BaseModel):
 
 
 class StoppedEarly(BaseModel):
-    """A run that ended after a stage as asked (`stop_after`): what each stage found, and where its data is."""
+    """A run that ended after a stage, completed: as asked (`stop_after`), or because a scheduled run found not
+    enough new traffic. What each stage found, and where its data is."""
 
     stage: str
+    reason: str
     reports: list[StageReport]
     datasets: dict[str, str]
     mlflow_run_id: str
@@ -111,6 +132,7 @@ def _stopped(run: Run, stop: RunStops) -> StoppedEarly | State:
         return Failed(name="NothingToDistill", message=str(stop))
     return StoppedEarly(
         stage=stop.stage,
+        reason=stop.reason,
         reports=run.reports,
         datasets=run.datasets,
         mlflow_run_id=run.run_id,
@@ -127,10 +149,18 @@ def distill(config: DistillConfig = DistillConfig()) -> DistillSummary | Stopped
         check_services(cfg)
     except ServiceDown as down:  # one line naming the service and its URL, before any work
         return Failed(name="ServiceDown", message=str(down))
+    window = fresh_window(cfg.schedule) if cfg.schedule.fresh_traffic else None
+    if window:  # the run reads, and logs as its params, the window of fresh traffic
+        cfg = cfg.model_copy(update={"source": window.source(cfg.source)})
     try:
-        return _distill(cfg, work, store)
+        summary = _distill(cfg, work, store)
     except RunStops as stop:
         return _stopped(stop.run, stop)
+    except LogError as unreadable:  # a deployed run has no CLI to check the log first: one line, no traceback
+        return Failed(name="LogUnreadable", message=str(unreadable))
+    if window:
+        advance(window.variable, cfg.source.until)
+    return summary
 
 
 def _distill(cfg: DistillConfig, work: str, store: str) -> DistillSummary:
@@ -144,10 +174,18 @@ def _distill(cfg: DistillConfig, work: str, store: str) -> DistillSummary:
             cached(redact_prompts)(cfg.redact, sourced.train_prompts, sourced.eval_prompts, sourced.quarantine, work),
             artifacts=["quarantine"],
         )
+        train_prompts = redacted.train_prompts
+        if champion := champion_dataset(run, cfg.gate.registered_model, cfg.gate.alias, CHAMPION_TRAINED_ON):
+            version, trained_on = champion  # before any teacher call: how this traffic differs from the champion's
+            drifted = log_stage(run, drift_report(cfg.drift, redacted.train_prompts, trained_on, version, work))
+            log_image(run, drifted.plot, "drift/drift.png", f"slice mix and prompt lengths against champion v{version}")
+            if cfg.replay.share:
+                replayed = cached(replay_prompts)(cfg.replay, train_prompts, redacted.eval_prompts, trained_on, work)
+                train_prompts = log_stage(run, replayed).train_prompts
         teacher = prepare_teacher(cfg.teacher, work)
         rollouts = log_stage(
             run,
-            cached(rollout_teacher)(cfg.rollout, cfg.redact, cfg.teacher, teacher, redacted.train_prompts, store, work),
+            cached(rollout_teacher)(cfg.rollout, cfg.redact, cfg.teacher, teacher, train_prompts, store, work),
         )
         unique = log_stage(run, cached(dedup_rollouts)(cfg.dedup, rollouts.rollouts, redacted.eval_prompts, work))
         verdicts = log_stage(run, cached(verify_rollouts)(verify, unique.rollouts, work))

@@ -7,24 +7,17 @@ object store of a remote work dir. URLs are shown without passwords.
 
 from __future__ import annotations
 
-import re
 import urllib.error
 import urllib.parse
 import urllib.request
 
 from infra.services import short_reason
 from tasks import storage
-
-_PASSWORD = re.compile(r"(://[^/:@\s]+):[^/@\s]+@")
+from tasks.urls import masked
 
 
 class ServiceDown(RuntimeError):
     """A service the run needs does not answer: which, where, and why, in one line."""
-
-
-def shown(url: str) -> str:
-    """A URL as it may be printed: without a password."""
-    return _PASSWORD.sub(r"\1@", url)
 
 
 def request_store_problem(url: str) -> str | None:
@@ -35,7 +28,7 @@ def request_store_problem(url: str) -> str | None:
     try:
         psycopg.connect(url, connect_timeout=5).close()
     except psycopg.OperationalError as e:
-        return f"the request store's PostgreSQL at {shown(url)} does not answer ({short_reason(e)})"
+        return f"the request store's PostgreSQL at {masked(url)} does not answer ({short_reason(e)})"
     return None
 
 
@@ -49,9 +42,9 @@ def mlflow_problem(tracking_uri: str | None, experiment: str) -> str | None:
     except urllib.error.HTTPError as e:
         if e.code == 404 and "RESOURCE_DOES_NOT_EXIST" in e.read().decode(errors="replace"):
             return None  # no such experiment yet: the run creates it
-        return f"the MLflow server at {shown(tracking_uri)} fails (HTTP {e.code}; is its database up?)"
+        return f"the MLflow server at {masked(tracking_uri)} fails (HTTP {e.code}; is its database up?)"
     except OSError as e:
-        return f"the MLflow server at {shown(tracking_uri)} does not answer ({short_reason(e)})"
+        return f"the MLflow server at {masked(tracking_uri)} does not answer ({short_reason(e)})"
     return None
 
 

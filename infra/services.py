@@ -235,8 +235,8 @@ class Postgres(Service):
             self._own(self.data, user)
             password_file = self.root / "run" / "pg-password"
             password_file.parent.mkdir(parents=True, exist_ok=True)
-            password_file.write_text(self.settings.pg_password.get_secret_value())
-            password_file.chmod(0o600)
+            with open(os.open(password_file, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600), "w") as f:
+                f.write(self.settings.pg_password.get_secret_value())  # readable by its owner from the start
             self._own(password_file, user)
             try:
                 self._run([self._bin("initdb"), "-D", str(self.data), "-U", self.settings.pg_user,
@@ -414,7 +414,8 @@ class Worker(Service):
         if self.pid() is None:
             return Health(False, "not running")
         try:
-            with urllib.request.urlopen(f"{self.settings.prefect_api}/work_pools/{self.settings.work_pool}") as r:
+            url = f"{self.settings.prefect_api}/work_pools/{self.settings.work_pool}"
+            with urllib.request.urlopen(url, timeout=3) as r:
                 status = json.loads(r.read()).get("status")
         except OSError as e:
             return Health(False, f"work pool unknown to the server ({short_reason(e)})")

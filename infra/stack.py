@@ -7,8 +7,11 @@ redistill stack down     # stops what `up` started; the data stays
 
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass
+
+from pydantic import ValidationError
 
 from infra.services import SERVICES, Health, Service, StackError
 from infra.settings import StackSettings
@@ -60,7 +63,12 @@ def render(states: list[ServiceState]) -> str:
 
 
 def main(action: str) -> int:
-    settings = StackSettings()
+    try:
+        settings = StackSettings()
+    except ValidationError as e:  # REDISTILL_PG_PORT=abc, say
+        fields = ", ".join(f"REDISTILL_{str(err['loc'][0]).upper()}: {err['msg']}" for err in e.errors())
+        print(f"redistill stack: {fields} (infra/stack.env or the environment)", file=sys.stderr)
+        return 2
     try:
         if action == "up":
             states, seconds = up(settings)
@@ -75,6 +83,6 @@ def main(action: str) -> int:
             print(render(down(settings)))
             print(f"data kept in {settings.root}")
     except StackError as e:
-        print(f"redistill stack: {e}")
+        print(f"redistill stack: {e}", file=sys.stderr)
         return 1
     return 0

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import hashlib
 
-from datasketch import MinHash, MinHashLSH
 from prefect import task
 from pydantic import Field
 
 from tasks import storage
 from tasks.cache import STAGE_TASK, stage_uri
 from tasks.config import Config
+from tasks.minhash import NearDuplicateIndex
 from tasks.refs import DatasetRef
 from tasks.schemas import ROLLOUTS
 from tasks.stage import (
@@ -52,45 +52,14 @@ class Deduped(StageResult):
     rejected: DatasetRef
 
 
-def shingles(text: str, k: int) -> set[str]:
-    """Word k-grams of the normalised text (the whole text when it is shorter than k words)."""
-    words = normalize_text(text).split()
-    return {" ".join(words[i : i + k]) for i in range(max(len(words) - k + 1, 1))}
-
-
-class NearDuplicateIndex:
-    """MinHash LSH over texts; `find` returns the key of an indexed text at least `threshold` alike."""
-
-    def __init__(self, config: DedupConfig):
-        self.config = config
-        self.lsh = MinHashLSH(threshold=config.near_threshold, num_perm=config.num_perm)
-        self.hashes: dict[str, MinHash] = {}
-
-    def signature(self, text: str) -> MinHash:
-        m = MinHash(num_perm=self.config.num_perm, seed=1)
-        m.update_batch([s.encode() for s in shingles(text, self.config.shingle_words)])
-        return m
-
-    def add(self, key: str, signature: MinHash) -> None:
-        self.lsh.insert(key, signature)
-        self.hashes[key] = signature
-
-    def find(self, signature: MinHash) -> str | None:
-        # LSH gives candidates; the Jaccard estimate confirms (LSH alone admits false positives)
-        alike = [
-            k for k in self.lsh.query(signature) if self.hashes[k].jaccard(signature) >= self.config.near_threshold
-        ]
-        return min(alike) if alike else None
-
-
 def dedup_rows(rows: list[dict], eval_prompts: list[str], config: DedupConfig) -> tuple[list[dict], list[dict]]:
     """Kept rows and rejected rows (with reasons), in input order."""
     held_out = {normalize_text(p) for p in eval_prompts}
-    eval_index = NearDuplicateIndex(config)
+    eval_index = NearDuplicateIndex(config.near_threshold, config.num_perm, config.shingle_words)
     for i, prompt in enumerate(eval_prompts):
         eval_index.add(f"eval-{i}", eval_index.signature(prompt))
     seen_exact: dict[str, str] = {}
-    kept_index = NearDuplicateIndex(config)
+    kept_index = NearDuplicateIndex(config.near_threshold, config.num_perm, config.shingle_words)
 
     def reason_to_drop(row: dict) -> str | None:
         key = f"{row['prompt_id']}/{row['sample_index']}"

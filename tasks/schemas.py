@@ -18,6 +18,7 @@ PROMPTS = pa.schema(
         ("prompt", pa.string()),  # the user's text, or a chat row's turns as one text (redacted after redact)
         ("reference", pa.string()),  # the checkable answer, or null
         ("messages", pa.list_(MESSAGE)),  # a chat row's conversation, ending with the user's turn; else null
+        ("origin", pa.string()),  # "traffic" (this run's window), "replay" (earlier traffic, replayed)
     ]
 )
 

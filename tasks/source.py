@@ -13,9 +13,7 @@ computed here, once, from every valid row of the slice: its distinct reference a
 
 from __future__ import annotations
 
-import hashlib
 import itertools
-import random
 import re
 from collections import Counter, defaultdict
 from datetime import datetime
@@ -30,6 +28,7 @@ from tasks.logfile.files import LogError, log_files, logs_digest
 from tasks.logfile.read import Record, Rejected, declared_columns, read_log
 from tasks.logfile.rows import Columns, parse_row, utc
 from tasks.refs import DatasetRef
+from tasks.sampling import allocate, rank, stratified_sample
 from tasks.schemas import PROMPTS, QUARANTINE
 from tasks.stage import Progress, StageReport, StageResult, Timer, normalize_text, write_dataset
 
@@ -56,6 +55,12 @@ class SourceConfig(Config):
         16_000, ge=1, description="Longer prompts are quarantined (a 200 kB paste is not a question to distil)."
     )
     seed: int = Field(0, description="Seed for the held-out split and the sample.")
+    min_new_prompts: int = Field(
+        0,
+        ge=0,
+        description="With `since`: fewer new training prompts than this ends the run after the source stage, "
+        "completed, as 'not enough new traffic' (nothing else runs; the new rows wait for the next run).",
+    )
 
 
 class Sourced(StageResult):
@@ -76,24 +81,6 @@ def in_window(row: dict, since: datetime | None, until: datetime | None) -> bool
 
 
 # ----------------------------------------------------------------------------- splitting and sampling
-def allocate(counts: dict[str, int], total: int) -> dict[str, int]:
-    """Split `total` across slices in proportion to `counts` (largest remainder), capped by each count."""
-    available = sum(counts.values())
-    total = min(total, available)
-    if total == 0:
-        return {name: 0 for name in counts}
-    exact = {name: total * n / available for name, n in counts.items()}
-    share = {name: int(x) for name, x in exact.items()}
-    by_remainder = sorted(counts, key=lambda name: (exact[name] - share[name], counts[name], name), reverse=True)
-    for name in by_remainder[: total - sum(share.values())]:
-        share[name] += 1
-    return share
-
-
-def _rank(seed: int, text: str) -> str:
-    return hashlib.sha256(f"{seed}:{normalize_text(text)}".encode()).hexdigest()
-
-
 def split_eval(rows: list[dict], eval_size: int, seed: int) -> tuple[list[dict], list[dict]]:
     """Hold out `eval_size` distinct prompts, stratified by slice; every copy of them leaves the rest."""
     first_seen: dict[str, dict] = {}
@@ -105,23 +92,10 @@ def split_eval(rows: list[dict], eval_size: int, seed: int) -> tuple[list[dict],
     quota = allocate({name: len(keys) for name, keys in by_slice.items()}, eval_size)
     held_out: set[str] = set()
     for name, keys in by_slice.items():
-        held_out.update(sorted(keys, key=lambda k: _rank(seed, k))[: quota[name]])
-    eval_rows = [first_seen[key] for key in sorted(held_out, key=lambda k: _rank(seed, k))]
+        held_out.update(sorted(keys, key=lambda k: rank(seed, k))[: quota[name]])
+    eval_rows = [first_seen[key] for key in sorted(held_out, key=lambda k: rank(seed, k))]
     rest = [row for row in rows if normalize_text(row["prompt"]) not in held_out]
     return eval_rows, rest
-
-
-def stratified_sample(rows: list[dict], size: int, seed: int) -> list[dict]:
-    """`size` rows whose slice mix matches the input's (largest-remainder quotas, seeded draw)."""
-    by_slice: dict[str, list[dict]] = defaultdict(list)
-    for row in rows:
-        by_slice[row["slice"]].append(row)
-    quota = allocate({name: len(group) for name, group in by_slice.items()}, size)
-    rng = random.Random(seed)
-    sample = []
-    for name in sorted(by_slice):
-        sample += rng.sample(by_slice[name], quota[name])
-    return sample
 
 
 # ----------------------------------------------------------------------------- reading
@@ -219,6 +193,14 @@ def why_nothing_is_left(config: SourceConfig, read: LogPass, train_rows: int) ->
     return f"source.eval_size {config.eval_size} took every distinct prompt of the {len(read.valid)} rows: lower it"
 
 
+def not_enough_traffic(config: SourceConfig, new_prompts: int) -> str | None:
+    """With a window that starts (`since`: a scheduled run's watermark), too few new prompts end the run
+    completed: the new rows wait for the next run."""
+    if config.since is not None and new_prompts < config.min_new_prompts:
+        return f"not enough new traffic ({new_prompts} < {config.min_new_prompts} new prompts since {config.since})"
+    return None
+
+
 # ----------------------------------------------------------------------------- the stage
 def log_digest(path: str) -> str:
     """The prompt log's content digest (part of the source stage's cache key): its files by name and content
@@ -240,15 +222,23 @@ def source(config: SourceConfig, label_slices: list[str], out_uri: str) -> Sourc
     with Timer() as timer:
         read = read_prompts(config)
         eval_rows, pool = split_eval(read.valid, config.eval_size, config.seed)
-        train_rows = stratified_sample(pool, config.sample_size, config.seed)
+        train_rows = [r | {"origin": "traffic"} for r in stratified_sample(pool, config.sample_size, config.seed)]
+        eval_rows = [r | {"origin": "traffic"} for r in eval_rows]
         # held-out prompts' other copies are not sampled either: they count as not sampled
         not_sampled = len(read.valid) - len(eval_rows) - len(train_rows)
-    stop = why_nothing_is_left(config, read, len(train_rows))
+    # a misnamed column is a mistake to say, never "not enough traffic"
+    mistake = read.rows and columns_problem(config, read.columns_seen)
+    finish = None if mistake else not_enough_traffic(config, len(train_rows))
+    stop = None if finish else why_nothing_is_left(config, read, len(train_rows))
     report = StageReport(
         stage="source",
         rows_in=read.rows,
         rows_out=len(eval_rows) + len(train_rows),
-        dropped={"malformed": len(read.quarantine), "outside_window": read.outside, "not_sampled": not_sampled},
+        dropped={
+            "malformed": len(read.quarantine),
+            "outside_window": read.outside,
+            "not_sampled": not_sampled,
+        },
         metrics={
             "train_prompts": len(train_rows),
             "eval_prompts": len(eval_rows),
@@ -262,6 +252,7 @@ def source(config: SourceConfig, label_slices: list[str], out_uri: str) -> Sourc
         seconds=timer.seconds,
         notes=[q["reason"] for q in read.quarantine[:20]],
         stop=stop,
+        finish=finish,
     )
     return Sourced(
         train_prompts=write_dataset(train_rows, storage.join(out_uri, "train_prompts.parquet"), PROMPTS),

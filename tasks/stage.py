@@ -113,6 +113,7 @@ class StageReport(BaseModel):
     details: str = ""  # markdown appended to the summary (the eval table, say)
     tables: dict[str, list[dict]] = {}  # named tables (rows of columns), logged as MLflow tables
     stop: str | None = None  # why the run cannot go on after this stage (nothing left to work on), for the user
+    finish: str | None = None  # why the run is done after this stage, completed (not enough new traffic, say)
 
     def markdown(self) -> str:
         lines = [
@@ -134,6 +135,8 @@ class StageReport(BaseModel):
             lines += ["", self.details]
         if self.stop:
             lines += ["", f"**The run stops here**: {self.stop}"]
+        if self.finish:
+            lines += ["", f"**The run ends here, completed**: {self.finish}"]
         return "\n".join(lines) + "\n"
 
 

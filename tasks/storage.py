@@ -112,6 +112,13 @@ def write_table(table, uri: str) -> None:
         pq.write_table(table, f)
 
 
+def write_bytes(data: bytes, uri: str) -> None:
+    fs, path = _fs(uri)
+    fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+    with fs.open(path, "wb") as f:
+        f.write(data)
+
+
 def read_table(uri: str):
     import pyarrow.parquet as pq
 

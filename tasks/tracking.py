@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import time
 import warnings
 from contextlib import contextmanager
@@ -22,6 +21,7 @@ from tasks import storage
 from tasks.config import Config
 from tasks.refs import DatasetRef
 from tasks.stage import StageReport, StageResult
+from tasks.urls import masked
 
 EXPERIMENT = "redistill"
 
@@ -62,9 +62,6 @@ def _client(tracking_uri: str):
     return MlflowClient(tracking_uri=tracking_uri)
 
 
-_URL_PASSWORD = re.compile(r"(://[^/:@\s]+:)[^/@\s]+@|(password=)[^&\s]+")
-
-
 def flat_params(config: BaseModel, prefix: str = "") -> dict[str, str]:
     """Config as dotted MLflow params (`rollout.samples_per_prompt`); secrets left out, and passwords in
     URLs (a `postgresql://user:password@host` store) masked."""
@@ -77,7 +74,7 @@ def flat_params(config: BaseModel, prefix: str = "") -> dict[str, str]:
             params.update(flat_params(value, key + "."))
         else:
             text = value if isinstance(value, str) else json.dumps(value, default=_plain)
-            params[key] = _URL_PASSWORD.sub(lambda m: f"{m[1]}***@" if m[1] else f"{m[2]}***", text)
+            params[key] = masked(text)
     return params
 
 
@@ -169,8 +166,46 @@ def log_dataset(run: Run, ref: DatasetRef, name: str, context: str) -> None:
         except MlflowException:  # a protocol MLflow has no source type for (memory://): keep the URI as it is
             source = HTTPDatasetSource(ref.uri)
     dataset = MetaDataset(source, name=name, digest=ref.digest[:16])
-    tag = InputTag(key="mlflow.data.context", value=context)
-    _client(run.tracking_uri).log_inputs(run.run_id, datasets=[DatasetInput(dataset._to_mlflow_entity(), tags=[tag])])
+    # the URI as written, so a later run finds the dataset again (the champion's training prompts, say)
+    tags = [InputTag(key="mlflow.data.context", value=context), InputTag(key="redistill.uri", value=ref.uri)]
+    _client(run.tracking_uri).log_inputs(run.run_id, datasets=[DatasetInput(dataset._to_mlflow_entity(), tags=tags)])
+
+
+def champion_dataset(run: Run, registered_model: str, alias: str, names: tuple[str, ...]) -> tuple[str, str] | None:
+    """(version, URI) of the first of the datasets `names` that the run of the model version under `alias`
+    logged; None when there is no such version (the first run) or its run logged none of them."""
+    from mlflow.exceptions import MlflowException
+
+    client = _client(run.tracking_uri)
+    try:
+        version = client.get_model_version_by_alias(registered_model, alias)
+    except MlflowException:
+        return None
+    logged = {
+        found.dataset.name: {tag.key: tag.value for tag in found.tags}.get("redistill.uri")
+        for found in client.get_run(version.run_id).inputs.dataset_inputs
+    }
+    for name in names:
+        if (uri := logged.get(name)) and storage.exists(uri):
+            return version.version, uri
+    return None
+
+
+def log_image(run: Run, uri: str, artifact_path: str, description: str) -> None:
+    """A PNG into the run's artifacts and, inside a flow run, into the Prefect UI (an image artifact served by
+    the MLflow server; with a local store, a markdown note of where it is)."""
+    from prefect.artifacts import create_image_artifact, create_markdown_artifact
+    from prefect.context import FlowRunContext
+
+    _client(run.tracking_uri).log_artifact(run.run_id, str(storage.local_file(uri)), artifact_path.rsplit("/", 1)[0])
+    if not FlowRunContext.get():
+        return
+    key = artifact_path.rsplit("/", 1)[-1].removesuffix(".png").replace("_", "-") + "-plot"
+    if run.tracking_uri.startswith("http"):
+        url = f"{run.tracking_uri}/get-artifact?path={artifact_path}&run_uuid={run.run_id}"
+        create_image_artifact(image_url=url, key=key, description=description)
+    else:
+        create_markdown_artifact(markdown=f"{description}: `{artifact_path}` in MLflow run {run.run_id}", key=key)
 
 
 def log_stage(run: Run, result: StageResult, artifacts: list[str] = ()) -> StageResult:
@@ -196,6 +231,8 @@ def log_stage(run: Run, result: StageResult, artifacts: list[str] = ()) -> Stage
             client.log_artifact(run.run_id, str(storage.local_file(ref.uri)), report.stage)
     if report.stop:
         raise RunStops(run, report.stage, report.stop, failed=True)
+    if report.finish:
+        raise RunStops(run, report.stage, report.finish, failed=False)
     if run.stop_after == report.stage:
         raise RunStops(run, report.stage, "stopped here, as asked (stop_after)", failed=False)
     return result

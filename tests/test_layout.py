@@ -36,7 +36,7 @@ def test_compose_file_agrees_with_the_stack_env_and_the_images():
     assert set(services) == {*SERVICE_PORTS, "worker-cpu", "worker-gpu"}
     assert set(re.findall(r"\$\{(\w+)\}", text)) <= set(env), "a variable the env file does not define"
     for name, (variable, inside) in SERVICE_PORTS.items():
-        assert services[name]["ports"] == [f"${{{variable}}}:{inside}"], name
+        assert services[name]["ports"] == [f"127.0.0.1:${{{variable}}}:{inside}"], name  # loopback only
         command = str(services[name].get("command", ""))
         assert name == "postgres" or str(inside) in command, f"{name} does not listen on {inside}"
     for name, service in services.items():
@@ -74,7 +74,8 @@ def test_the_gpu_pool_template_asks_for_one_gpu_and_the_gpu_image():
     assert variables["gpu_count"]["default"] == 1 and "gpu-worker" in variables["image"]["default"]
 
 
-STAGES = {"source", "redact", "teacher", "rollout", "dedup", "verify", "filter", "student", "train", "evaluate"}
+STAGES = {"source", "redact", "drift", "teacher", "rollout", "dedup", "verify", "filter", "student", "train"}
+STAGES |= {"evaluate", "replay"}
 STAGES |= {"export", "gate"}
 FAMILIES = {"llm", "verifiers", "pii", "logfile"}
 

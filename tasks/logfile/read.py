@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import fsspec
 import pyarrow.parquet as pq
 
 from tasks import storage
@@ -52,11 +53,12 @@ class Record:
 def declared_columns(path: str) -> set[str]:
     """The columns the CSV headers or Parquet schemas of the log declare (JSONL declares none: its rows say)."""
     columns: set[str] = set()
-    for file in log_files(path):
+    for file in log_files(path):  # read in place: a Parquet footer or a CSV header, never the whole file
         if file.suffix == ".parquet":
-            columns |= set(pq.read_schema(storage.local_file(file.uri)).names)
+            with fsspec.open(file.uri, "rb") as f:
+                columns |= set(pq.read_schema(f).names)
         elif file.suffix == ".csv":
-            with open(storage.local_file(file.uri), encoding="utf-8-sig", errors="replace", newline="") as f:
+            with fsspec.open(file.uri, "rt", encoding="utf-8-sig", errors="replace", newline="") as f:
                 columns |= set(next(csv.reader(f), []))
     return columns
 

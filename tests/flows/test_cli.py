@@ -136,5 +136,5 @@ def test_a_dry_run_stops_after_redact_and_shows_what_would_reach_the_teacher(
     assert (
         "quarantined.bad_json" in out and "entities.PERSON" in out and "train_share." in out
     )  # by reason, type, slice
-    assert "redact.train_prompts: " in out and "stopped after redact" in out
+    assert "redact.train_prompts: " in out and "ended after redact: stopped here, as asked (stop_after)" in out
     assert not (work / "models").exists() and not [p for p in traffic.pii if p in out]

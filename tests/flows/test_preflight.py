@@ -3,7 +3,7 @@
 import socket
 
 from flows.distill import DistillConfig
-from flows.preflight import check_services, mlflow_problem, request_store_problem, shown, work_dir_problem
+from flows.preflight import check_services, mlflow_problem, request_store_problem, work_dir_problem
 from tasks.storage import StorageConfig
 from tasks.tracking import TrackingConfig
 
@@ -18,14 +18,13 @@ def test_each_missing_service_is_named_with_its_url_and_no_password():
     port = _closed_port()
     store = f"postgresql://distill:hunter2-secret@127.0.0.1:{port}/requests"
     assert request_store_problem(store) == (
-        f"the request store's PostgreSQL at postgresql://distill@127.0.0.1:{port}/requests does not answer "
+        f"the request store's PostgreSQL at postgresql://distill:***@127.0.0.1:{port}/requests does not answer "
         "(connection refused)"
     )
     assert mlflow_problem(f"http://127.0.0.1:{port}", "redistill") == (
         f"the MLflow server at http://127.0.0.1:{port} does not answer (connection refused)"
     )
     assert "does not answer" in work_dir_problem("s3://bucket/work", f"http://127.0.0.1:{port}")
-    assert shown("postgresql://u:p@h:5/db") == "postgresql://u@h:5/db"
 
 
 def test_local_services_need_no_check_and_a_run_lists_every_problem(tmp_path):

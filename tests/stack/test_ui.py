@@ -58,13 +58,14 @@ def test_a_custom_run_from_the_ui_form_reaches_completed(stack, deployed, browse
     assert api(stack, "GET", f"/flow_runs/{flow_run_id}")["parameters"]["config"]["rollout"]["samples_per_prompt"] == 3
 
     deadline = time.monotonic() + 900
-    while not page.get_by_text("Completed", exact=True).first.is_visible():
-        state = api(stack, "GET", f"/flow_runs/{flow_run_id}")["state"]
-        assert state["type"] in ("SCHEDULED", "PENDING", "RUNNING", "COMPLETED"), state
+    while (state := api(stack, "GET", f"/flow_runs/{flow_run_id}")["state"])["type"] != "COMPLETED":
+        assert state["type"] in ("SCHEDULED", "PENDING", "RUNNING"), state
         assert time.monotonic() < deadline, "the run did not complete in 15 minutes"
-        page.wait_for_timeout(5000)
+        time.sleep(5)
+    page.reload()  # the run's own page, fresh: its name and its state
+    page.get_by_text("from-the-form").first.wait_for()
+    page.get_by_text("Completed", exact=True).first.wait_for()
     page.screenshot(path=SHOTS / "prefect-flow-run-completed.png")
-    assert api(stack, "GET", f"/flow_runs/{flow_run_id}")["state"]["type"] == "COMPLETED"
 
     run = mlflow_run_of(stack, flow_run_id)
     assert run.data.params["rollout.samples_per_prompt"] == "3"

@@ -1,4 +1,5 @@
-from tasks.dedup import DedupConfig, dedup_rows, shingles
+from tasks.dedup import DedupConfig, dedup_rows
+from tasks.minhash import shingles
 
 
 def _row(pid: str, index: int, prompt: str, completion: str) -> dict:

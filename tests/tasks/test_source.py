@@ -8,14 +8,13 @@ import pyarrow.parquet as pq
 import pytest
 
 from tasks.logfile.files import LogError
+from tasks.sampling import allocate, stratified_sample
 from tasks.source import (
     SourceConfig,
-    allocate,
     check_source,
     log_digest,
     source,
     split_eval,
-    stratified_sample,
 )
 from tasks.stage import read_dataset
 
@@ -227,3 +226,45 @@ def test_a_csv_without_a_header_is_named_as_such_never_quoting_its_first_row(tmp
         check_source(SourceConfig(path=str(tmp_path / "log.csv")))
     assert "Maria" not in str(error.value) and "0958" not in str(error.value)
     assert "source.columns.prompt 'prompt'" in str(error.value) and "that are not names" in str(error.value)
+
+
+def _weeks(tmp_path) -> str:
+    """Two weeks of traffic in varied languages: 12 rows in week 1, 6 in week 2, two slices each."""
+    asks = ["¿Cuál es la capital de Perú?", "Wie viel ist 7 mal 8?", "Translate 'merci' into English.",
+            "東京の人口は？", "Combien font 12 + 30 ?", "What is the capital of Kenya?"]  # fmt: skip
+    rows = [
+        {"slice": "qa" if i % 2 else "math", "prompt": f"{asks[i % len(asks)]} (w{week}-{i})",
+         "timestamp": f"2026-11-{(2 if week == 1 else 9) + i % 6:02d}T08:00:00Z"}
+        for week, count in ((1, 12), (2, 6))
+        for i in range(count)
+    ]  # fmt: skip
+    return _write_jsonl(tmp_path / "weeks.jsonl", rows)
+
+
+def test_a_window_from_the_watermark_reads_only_the_rows_inside_it(tmp_path):
+    path = _weeks(tmp_path)
+    config = SourceConfig(path=path, since=datetime(2026, 11, 9), until=datetime(2026, 11, 16), eval_size=2)
+    result = source(config, [], str(tmp_path / "out"))
+    train, held_out = read_dataset(result.train_prompts), read_dataset(result.eval_prompts)
+    assert len(train) == 4 and len(held_out) == 2 and all("(w2-" in r["prompt"] for r in train + held_out)
+    assert {r["origin"] for r in train + held_out} == {"traffic"}
+    report = result.report  # every row accounted for once: kept, or dropped with a reason
+    assert report.rows_in == report.rows_out + sum(report.dropped.values()) == 18
+    assert report.dropped["outside_window"] == 12 and report.finish is None and report.stop is None
+
+
+def test_too_little_new_traffic_ends_the_run_completed_not_failed(tmp_path):
+    path = _weeks(tmp_path)
+    quiet_week = SourceConfig(path=path, since=datetime(2026, 11, 16), until=datetime(2026, 11, 23),
+                              eval_size=0, min_new_prompts=3)  # fmt: skip
+    report = source(quiet_week, [], str(tmp_path / "out")).report
+    assert report.finish == "not enough new traffic (0 < 3 new prompts since 2026-11-16 00:00:00)"
+    assert report.stop is None  # completed: the rows wait for the next run
+    thin_week = quiet_week.model_copy(update={"since": datetime(2026, 11, 13), "min_new_prompts": 5})
+    assert source(thin_week, [], str(tmp_path / "out2")).report.finish.startswith("not enough new traffic (2 < 5")
+    busy_week = quiet_week.model_copy(update={"since": datetime(2026, 11, 9)})
+    assert source(busy_week, [], str(tmp_path / "out3")).report.finish is None
+    # a misnamed time column is said as the mistake it is, never as "not enough traffic"
+    misnamed = busy_week.model_copy(update={"columns": busy_week.columns.model_copy(update={"timestamp": "ts"})})
+    report = source(misnamed, [], str(tmp_path / "out5")).report
+    assert report.finish is None and "source.columns.timestamp 'ts'" in report.stop

@@ -45,3 +45,32 @@ def test_local_paths_are_made_absolute_and_uris_kept():
     assert storage.canonical("memory://x/y") == "memory://x/y"
     with pytest.raises(ValueError, match="not on the local disk"):
         storage.local_path("memory://x/y")
+
+
+def test_s3_options_come_from_the_storage_config_and_the_key_from_a_credentials_block(prefect_server):
+    import fsspec
+    from prefect_aws import AwsCredentials
+
+    from flows.distill import DistillConfig
+    from tasks.tracking import flat_params
+
+    AwsCredentials(aws_access_key_id="AKIA-TEST", aws_secret_access_key="wJalr-not-a-real-secret").save(
+        "s3-logs-reader", overwrite=True
+    )
+    config = storage.StorageConfig(
+        s3_endpoint_url="http://127.0.0.1:9000", s3_region="eu-north-1", aws_credentials_block="s3-logs-reader"
+    )
+    try:
+        storage.configure(config)
+        options = fsspec.config.conf["s3"]
+        assert options == {
+            "endpoint_url": "http://127.0.0.1:9000",
+            "client_kwargs": {"region_name": "eu-north-1"},
+            "key": "AKIA-TEST",
+            "secret": "wJalr-not-a-real-secret",
+        }
+    finally:
+        fsspec.config.conf.pop("s3", None)
+    params = flat_params(DistillConfig(storage=config))  # the block's name is a param, its secret never
+    assert params["storage.aws_credentials_block"] == "s3-logs-reader"
+    assert not [v for v in params.values() if "wJalr" in v]
