@@ -18,8 +18,9 @@ from tasks.drift import DriftConfig, drift_report
 from tasks.evaluate import EvaluateConfig, ModelScore, evaluate_models
 from tasks.export import ExportConfig, export_student
 from tasks.filter import FilterConfig, filter_rollouts
-from tasks.gate import GateConfig, Promotion, promote_student
+from tasks.gate import GateConfig, Promotion, promote_student, versus_champion
 from tasks.llm.config import LLMConfig
+from tasks.llm.types import ModelUnavailable
 from tasks.logfile.files import LogError
 from tasks.pii import RedactConfig
 from tasks.redact import redact_prompts
@@ -27,7 +28,7 @@ from tasks.replay import ReplayConfig, replay_prompts
 from tasks.rollout import RolloutConfig, rollout_teacher
 from tasks.schedule import ScheduleConfig
 from tasks.source import SourceConfig, log_digest, source_prompts
-from tasks.stage import StageReport
+from tasks.stage import StageReport, dataset_ref
 from tasks.storage import StorageConfig
 from tasks.student import StudentConfig, prepare_student
 from tasks.teacher import prepare_teacher
@@ -35,9 +36,12 @@ from tasks.tracking import (
     Run,
     RunStops,
     TrackingConfig,
-    champion_dataset,
+    champion,
     flat_params,
+    log_dataset,
     log_image,
+    log_markdown,
+    log_metrics,
     log_stage,
     tracked_run,
 )
@@ -100,6 +104,8 @@ class DistillConfig(Config):
 
 # what the champion was trained on: its replay stage's prompts when it had one, else its redacted prompts
 CHAMPION_TRAINED_ON = ("replay.train_prompts", "redact.train_prompts")
+# what the champion was scored on (runs before `evaluate.held_out` was logged: their redacted held-out prompts)
+CHAMPION_SCORED_ON = ("evaluate.held_out", "redact.eval_prompts")
 
 
 class DistillSummary(BaseModel):
@@ -158,6 +164,9 @@ def distill(config: DistillConfig = DistillConfig()) -> DistillSummary | Stopped
         return _stopped(stop.run, stop)
     except LogError as unreadable:  # a deployed run has no CLI to check the log first: one line, no traceback
         return Failed(name="LogUnreadable", message=str(unreadable))
+    except ModelUnavailable as down:  # still down after the rollout's retries: which teacher, and its last error
+        message = f"the teacher ({cfg.teacher.model}) did not answer: {down}; a retry of this run asks it only for "
+        return Failed(name="TeacherUnavailable", message=message + "what the request store lacks")
     if window:
         advance(window.variable, cfg.source.until)
     return summary
@@ -174,20 +183,24 @@ def _distill(cfg: DistillConfig, work: str, store: str) -> DistillSummary:
             cached(redact_prompts)(cfg.redact, sourced.train_prompts, sourced.eval_prompts, sourced.quarantine, work),
             artifacts=["quarantine"],
         )
-        train_prompts = redacted.train_prompts
-        if champion := champion_dataset(run, cfg.gate.registered_model, cfg.gate.alias, CHAMPION_TRAINED_ON):
-            version, trained_on = champion  # before any teacher call: how this traffic differs from the champion's
-            drifted = log_stage(run, drift_report(cfg.drift, redacted.train_prompts, trained_on, version, work))
-            log_image(run, drifted.plot, "drift/drift.png", f"slice mix and prompt lengths against champion v{version}")
+        train_prompts, held_out = redacted.train_prompts, redacted.eval_prompts
+        best = champion(run, cfg.gate.registered_model, cfg.gate.alias)
+        if cfg.schedule.fresh_traffic and best and (scored_on := best.dataset(*CHAMPION_SCORED_ON)):
+            held_out = dataset_ref(scored_on)  # the new student is scored where the champion was
+        log_dataset(run, held_out, "evaluate.held_out", "evaluate")
+        if best and (trained_on := best.dataset(*CHAMPION_TRAINED_ON)):
+            # before any teacher call: how this traffic differs from the champion's
+            drifted = log_stage(run, drift_report(cfg.drift, train_prompts, trained_on, best.version, work))
+            log_image(run, drifted.plot, "drift/drift.png", f"slice mix and prompt lengths against v{best.version}")
             if cfg.replay.share:
-                replayed = cached(replay_prompts)(cfg.replay, train_prompts, redacted.eval_prompts, trained_on, work)
+                replayed = cached(replay_prompts)(cfg.replay, train_prompts, held_out, trained_on, work)
                 train_prompts = log_stage(run, replayed).train_prompts
         teacher = prepare_teacher(cfg.teacher, work)
         rollouts = log_stage(
             run,
             cached(rollout_teacher)(cfg.rollout, cfg.redact, cfg.teacher, teacher, train_prompts, store, work),
         )
-        unique = log_stage(run, cached(dedup_rollouts)(cfg.dedup, rollouts.rollouts, redacted.eval_prompts, work))
+        unique = log_stage(run, cached(dedup_rollouts)(cfg.dedup, rollouts.rollouts, held_out, work))
         verdicts = log_stage(run, cached(verify_rollouts)(verify, unique.rollouts, work))
         kept = log_stage(run, cached(filter_rollouts)(cfg.filter, unique.rollouts, verdicts.verdicts, work))
         base = prepare_student(cfg.student, teacher, work)
@@ -202,14 +215,18 @@ def _distill(cfg: DistillConfig, work: str, store: str) -> DistillSummary:
                 teacher,
                 base,
                 trained.adapter,
-                redacted.eval_prompts,
+                held_out,
                 store,
                 work,
             ),
         )
+        if held_out is not redacted.eval_prompts:  # scored where the champion was: say how they compare
+            metrics, table = versus_champion(scored.scores["student"].accuracy, best, held_out.rows)
+            log_metrics(run, "evaluate", metrics)
+            log_markdown(run, "champion", table)
         exported = log_stage(
             run,
-            cached(export_student)(cfg.export, verify, base, trained.adapter, kept.rows, redacted.eval_prompts, work),
+            cached(export_student)(cfg.export, verify, base, trained.adapter, kept.rows, held_out, work),
         )
         tags = {"check_passed": str(exported.check_passed), "quantized": str(exported.quantized)}
         promotion = promote_student(

@@ -11,7 +11,7 @@ from prefect import task
 from pydantic import BaseModel, Field
 
 from tasks.config import Config
-from tasks.tracking import Run, log_directory, log_markdown, register_version, set_alias
+from tasks.tracking import Champion, Run, log_directory, log_markdown, register_version, set_alias
 
 
 class GateConfig(Config):
@@ -38,6 +38,30 @@ def gate_decision(config: GateConfig, transfer_ratio: float, check_passed: bool)
     if transfer_ratio < config.min_transfer_ratio:
         return False, f"not promoted: transfer ratio {transfer_ratio:.2f} < {config.min_transfer_ratio:.2f}"
     return True, f"promoted to @{config.alias}: transfer ratio {transfer_ratio:.2f} >= {config.min_transfer_ratio:.2f}"
+
+
+def versus_champion(accuracy: dict[str, float], champion: Champion, prompts: int) -> tuple[dict[str, float], str]:
+    """This student against the champion on the same held-out prompts: metrics and a table, per slice."""
+    theirs = {
+        key.removeprefix("evaluate.student.accuracy."): value
+        for key, value in champion.metrics.items()
+        if key.startswith("evaluate.student.accuracy.")
+    }
+    names = sorted((set(accuracy) | set(theirs)) - {"all"}) + ["all"]
+    lines = [
+        "## against the champion",
+        "",
+        f"The same {prompts} held-out prompts the champion (version {champion.version}) was scored on.",
+        "",
+        "| slice | champion | this student | difference |",
+        "|---|---:|---:|---:|",
+    ]
+    metrics = {}
+    for name in names:
+        ours, before = accuracy.get(name, 0.0), theirs.get(name, 0.0)
+        metrics[f"champion.accuracy.{name}"], metrics[f"vs_champion.{name}"] = before, ours - before
+        lines.append(f"| {name} | {before:.2f} | {ours:.2f} | {ours - before:+.2f} |")
+    return metrics, "\n".join(lines) + "\n"
 
 
 @task(name="promote_student")

@@ -42,6 +42,11 @@ def write_dataset(rows: list[dict] | pa.Table, uri: str, schema: pa.Schema) -> D
     return DatasetRef(uri=uri, rows=table.num_rows, digest=storage.digest(uri))
 
 
+def dataset_ref(uri: str) -> DatasetRef:
+    """The reference of a dataset written earlier (by another run, say), from the file as it is now."""
+    return DatasetRef(uri=uri, rows=storage.read_table(uri).num_rows, digest=storage.digest(uri))
+
+
 def read_dataset(ref: DatasetRef) -> list[dict]:
     """Read a dataset's rows, refusing one that changed since the stage that wrote it finished."""
     if not storage.exists(ref.uri) or storage.digest(ref.uri) != ref.digest:

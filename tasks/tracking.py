@@ -171,9 +171,21 @@ def log_dataset(run: Run, ref: DatasetRef, name: str, context: str) -> None:
     _client(run.tracking_uri).log_inputs(run.run_id, datasets=[DatasetInput(dataset._to_mlflow_entity(), tags=tags)])
 
 
-def champion_dataset(run: Run, registered_model: str, alias: str, names: tuple[str, ...]) -> tuple[str, str] | None:
-    """(version, URI) of the first of the datasets `names` that the run of the model version under `alias`
-    logged; None when there is no such version (the first run) or its run logged none of them."""
+class Champion(BaseModel):
+    """The model version under the registry alias, and what its run logged."""
+
+    version: str
+    run_id: str
+    metrics: dict[str, float]
+    datasets: dict[str, str]  # name -> URI, of the datasets still there
+
+    def dataset(self, *names: str) -> str | None:
+        """The URI of the first of `names` the champion's run logged."""
+        return next((self.datasets[name] for name in names if name in self.datasets), None)
+
+
+def champion(run: Run, registered_model: str, alias: str) -> Champion | None:
+    """The current champion, or None before the first promotion."""
     from mlflow.exceptions import MlflowException
 
     client = _client(run.tracking_uri)
@@ -181,14 +193,17 @@ def champion_dataset(run: Run, registered_model: str, alias: str, names: tuple[s
         version = client.get_model_version_by_alias(registered_model, alias)
     except MlflowException:
         return None
-    logged = {
-        found.dataset.name: {tag.key: tag.value for tag in found.tags}.get("redistill.uri")
-        for found in client.get_run(version.run_id).inputs.dataset_inputs
+    logged = client.get_run(version.run_id)
+    uris = {
+        found.dataset.name: {t.key: t.value for t in found.tags}.get("redistill.uri")
+        for found in logged.inputs.dataset_inputs
     }
-    for name in names:
-        if (uri := logged.get(name)) and storage.exists(uri):
-            return version.version, uri
-    return None
+    return Champion(
+        version=version.version,
+        run_id=version.run_id,
+        metrics=logged.data.metrics,
+        datasets={name: uri for name, uri in uris.items() if uri and storage.exists(uri)},
+    )
 
 
 def log_image(run: Run, uri: str, artifact_path: str, description: str) -> None:
@@ -208,20 +223,26 @@ def log_image(run: Run, uri: str, artifact_path: str, description: str) -> None:
         create_markdown_artifact(markdown=f"{description}: `{artifact_path}` in MLflow run {run.run_id}", key=key)
 
 
+def log_metrics(run: Run, prefix: str, values: dict[str, float]) -> None:
+    """Metrics named `<prefix>.<name>`, at this moment."""
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    metrics = [Metric(f"{prefix}.{k}", float(v), now, 0) for k, v in values.items()]
+    _client(run.tracking_uri).log_batch(run.run_id, metrics=metrics)
+
+
 def log_stage(run: Run, result: StageResult, artifacts: list[str] = ()) -> StageResult:
     """Log a stage's counts, metrics, summary and datasets, copying the datasets named in `artifacts`
     into the run's artifacts; return the result, or raise RunStops when the run ends after this stage."""
-    from mlflow.entities import Metric
 
     report = result.report
     run.reports.append(report)
     run.datasets |= {f"{report.stage}.{name}": ref.uri for name, ref in result.datasets().items()}
     values = {"rows_in": report.rows_in, "rows_out": report.rows_out, "seconds": report.seconds}
     values |= {f"dropped.{k}": v for k, v in report.dropped.items()} | report.metrics
-    now = int(time.time() * 1000)
-    metrics = [Metric(f"{report.stage}.{k}", float(v), now, 0) for k, v in values.items()]
+    log_metrics(run, report.stage, values)
     client = _client(run.tracking_uri)
-    client.log_batch(run.run_id, metrics=metrics)
     log_markdown(run, report.stage, report.markdown())
     for name, rows in report.tables.items():
         client.log_table(run.run_id, data=_columns(rows), artifact_file=f"{report.stage}/{name}.json")

@@ -122,3 +122,21 @@ def test_the_s3_server_killed_mid_run_and_restarted_costs_a_stage_retry_not_the_
     assert [name.split("-")[0] for name in retried] == ["train_student"]
     run = mlflow_run_of(stack, flow_run["id"])
     assert run.info.status == "FINISHED" and run.data.metrics["source.train_prompts"] == 16
+
+
+def test_a_rerun_with_the_same_parameters_is_served_from_the_results_on_s3(stack, deployed):
+    on_demand = api(stack, "GET", "/deployments/name/distill/on-demand")
+    config = json.loads(json.dumps(on_demand["parameters"]["config"]))
+    config["rollout"]["samples_per_prompt"] = 1  # what the first test's run computed
+    first = api(
+        stack, "POST", f"/deployments/{on_demand['id']}/create_flow_run", json={"parameters": {"config": config}}
+    )
+    assert wait_for(stack, first["id"])["state"]["type"] == "COMPLETED"
+    again = api(
+        stack, "POST", f"/deployments/{on_demand['id']}/create_flow_run", json={"parameters": {"config": config}}
+    )
+    assert wait_for(stack, again["id"])["state"]["type"] == "COMPLETED"
+    states = {t["name"].rsplit("-", 1)[0]: t["state_name"] for t in _task_runs(stack, again["id"])}
+    stages = ["source_prompts", "redact_prompts", "rollout_teacher", "dedup_rollouts", "verify_rollouts",
+              "filter_rollouts", "train_student", "evaluate_models", "export_student"]  # fmt: skip
+    assert {stage: states[stage] for stage in stages} == dict.fromkeys(stages, "Cached")  # the teacher not asked

@@ -55,6 +55,15 @@ def _week(stack, until: str, weekly_log: str) -> tuple[dict, object]:
     return finished, mlflow_run_of(stack, created["id"])
 
 
+def _dataset_uri(run, name: str) -> str:
+    [uri] = [
+        {tag.key: tag.value for tag in found.tags}["redistill.uri"]
+        for found in run.inputs.dataset_inputs
+        if found.dataset.name == name
+    ]
+    return uri
+
+
 def _watermark(stack) -> str:
     return api(stack, "GET", "/variables/name/redistill-watermark-scheduled")["value"]
 
@@ -75,10 +84,14 @@ def test_three_weeks_read_only_fresh_rows_replay_from_the_store_and_skip_a_quiet
     assert (metrics["replay.new_prompts"], metrics["replay.replayed_prompts"]) == (4, 2)
     assert metrics["rollout.requests_sent"] == 4  # the two replayed prompts cost 0 teacher requests
     assert _watermark(stack) == "2026-11-16T00:00:00+00:00"
+    # scored on the prompts the champion was scored on, and compared with it
+    assert _dataset_uri(week2, "evaluate.held_out") == _dataset_uri(week1, "redact.eval_prompts")
+    assert "evaluate.vs_champion.all" in metrics and "evaluate.champion.accuracy.all" in metrics
     # before the teacher was asked: this traffic against the champion's training prompts, with a plot
     assert 0 <= metrics["drift.without_near_neighbour"] <= 1 and "drift.slice_share_now.qa" in metrics
     plots = api(stack, "POST", "/artifacts/filter", json={"artifacts": {"flow_run_id": {"any_": [week2_run["id"]]}}})
     [image] = [a for a in plots if a["key"] == "drift-plot"]
+    assert [a for a in plots if a["key"] == "champion-summary"]
     assert httpx.get(image["data"], timeout=30).content.startswith(b"\x89PNG")  # served by the MLflow server
 
     quiet, week3 = _week(stack, "2026-11-23T00:00:00Z", weekly_log)

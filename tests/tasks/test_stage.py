@@ -23,7 +23,15 @@ def test_report_markdown_shows_counts_and_reasons():
 @pytest.mark.parametrize("root", ["local", "file", "memory"])
 def test_datasets_by_uri_and_a_changed_one_is_refused(root, tmp_path):
     base = {"local": str(tmp_path), "file": tmp_path.as_uri(), "memory": f"memory://{tmp_path.name}"}[root]
-    row = {"id": "1", "timestamp": None, "slice": "s", "prompt": "What is 2 + 2?", "reference": "4", "messages": None}
+    row = {
+        "id": "1",
+        "timestamp": None,
+        "slice": "s",
+        "prompt": "What is 2 + 2?",
+        "reference": "4",
+        "messages": None,
+        "origin": "traffic",
+    }
     rows = [row]
     ref = write_dataset(rows, f"{base}/stage/key/p.parquet", PROMPTS)
     assert ref.uri.startswith(base) and ref.rows == 1
