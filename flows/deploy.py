@@ -23,11 +23,13 @@ from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
 from prefect.settings import PREFECT_API_URL
 
 from flows.distill import DistillConfig, distill
+from flows.placement import STAGE_FLOW, run_stage
 from tasks import storage
 from tasks.urls import masked
 
 PROJECT = Path(__file__).resolve().parents[1]
 ENTRYPOINT = "flows/distill.py:distill"
+STAGE_ENTRYPOINT = "flows/placement.py:run_stage"
 RESULTS_BLOCK = "redistill-results"
 GPU_POOL_TEMPLATE = PROJECT / "deploy" / "gpu-pool.json"
 
@@ -84,6 +86,7 @@ def _deploy(config: DistillConfig, work_pool: str) -> list[Deployed]:
     from prefect.schedules import Cron
 
     flow = distill.from_source(source=str(PROJECT), entrypoint=ENTRYPOINT)
+    stage_flow = run_stage.from_source(source=str(PROJECT), entrypoint=STAGE_ENTRYPOINT)
     common = {
         "work_pool_name": work_pool,
         "parameters": {"config": config.model_dump(mode="json")},
@@ -102,9 +105,15 @@ def _deploy(config: DistillConfig, work_pool: str) -> list[Deployed]:
         scheduled = flow.deploy(
             name="scheduled", schedules=[cron], description=_describe(config), **(common | {"parameters": parameters})
         )
+        stages = [
+            Deployed(f"{STAGE_FLOW}/{pool}", stage_flow.deploy(name=pool, **(common | {"work_pool_name": pool,
+                     "parameters": {}, "description": f"distill stages placed on {pool}"})), None)
+            for pool in sorted(config.placement.pools())
+        ]  # fmt: skip
     return [
         Deployed("distill/on-demand", on_demand, None),
         Deployed("distill/scheduled", scheduled, f"{config.schedule.cron} ({config.schedule.timezone})"),
+        *stages,
     ]
 
 

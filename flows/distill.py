@@ -9,14 +9,15 @@ from prefect.states import Failed, State
 from pydantic import BaseModel, Field, model_validator
 
 from flows.fresh import advance, fresh_window
+from flows.placement import PlacementConfig, placed
 from flows.preflight import ServiceDown, check_services
 from tasks import storage
 from tasks.cache import cached
 from tasks.config import Config
 from tasks.dedup import DedupConfig, dedup_rollouts
 from tasks.drift import DriftConfig, drift_report
-from tasks.evaluate import EvaluateConfig, ModelScore, evaluate_models
-from tasks.export import ExportConfig, export_student
+from tasks.evaluate import EvaluateConfig, ModelScore
+from tasks.export import ExportConfig
 from tasks.filter import FilterConfig, filter_rollouts
 from tasks.gate import GateConfig, Promotion, promote_student, versus_champion
 from tasks.llm.config import LLMConfig
@@ -25,7 +26,7 @@ from tasks.logfile.files import LogError
 from tasks.pii import RedactConfig
 from tasks.redact import redact_prompts
 from tasks.replay import ReplayConfig, replay_prompts
-from tasks.rollout import RolloutConfig, rollout_teacher
+from tasks.rollout import RolloutConfig
 from tasks.schedule import ScheduleConfig
 from tasks.source import SourceConfig, log_digest, source_prompts
 from tasks.stage import StageReport, dataset_ref
@@ -45,7 +46,7 @@ from tasks.tracking import (
     log_stage,
     tracked_run,
 )
-from tasks.train import TrainConfig, train_student
+from tasks.train import TrainConfig
 from tasks.verifiers import VerifyConfig, with_labels
 from tasks.verify import verify_rollouts
 
@@ -82,6 +83,7 @@ class DistillConfig(Config):
     tracking: TrackingConfig = TrackingConfig()
     storage: StorageConfig = StorageConfig()
     schedule: ScheduleConfig = ScheduleConfig()
+    placement: PlacementConfig = PlacementConfig()
 
     @model_validator(mode="after")
     def _sections_fit_together(self):
@@ -198,16 +200,18 @@ def _distill(cfg: DistillConfig, work: str, store: str) -> DistillSummary:
         teacher = prepare_teacher(cfg.teacher, work)
         rollouts = log_stage(
             run,
-            cached(rollout_teacher)(cfg.rollout, cfg.redact, cfg.teacher, teacher, train_prompts, store, work),
+            placed("rollout", cfg.placement.rollout)(
+                cfg.rollout, cfg.redact, cfg.teacher, teacher, train_prompts, store, work
+            ),
         )
         unique = log_stage(run, cached(dedup_rollouts)(cfg.dedup, rollouts.rollouts, held_out, work))
         verdicts = log_stage(run, cached(verify_rollouts)(verify, unique.rollouts, work))
         kept = log_stage(run, cached(filter_rollouts)(cfg.filter, unique.rollouts, verdicts.verdicts, work))
         base = prepare_student(cfg.student, teacher, work)
-        trained = log_stage(run, cached(train_student)(cfg.train, base, kept.rows, work))
+        trained = log_stage(run, placed("train", cfg.placement.train)(cfg.train, base, kept.rows, work))
         scored = log_stage(
             run,
-            cached(evaluate_models)(
+            placed("evaluate", cfg.placement.evaluate)(
                 cfg.evaluate,
                 cfg.redact,
                 verify,
@@ -226,7 +230,9 @@ def _distill(cfg: DistillConfig, work: str, store: str) -> DistillSummary:
             log_markdown(run, "champion", table)
         exported = log_stage(
             run,
-            cached(export_student)(cfg.export, verify, base, trained.adapter, kept.rows, held_out, work),
+            placed("export", cfg.placement.export)(
+                cfg.export, verify, base, trained.adapter, kept.rows, held_out, work
+            ),
         )
         tags = {"check_passed": str(exported.check_passed), "quantized": str(exported.quantized)}
         promotion = promote_student(

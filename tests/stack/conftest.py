@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import time
+from types import SimpleNamespace
 
 import httpx
 import pytest
@@ -100,7 +101,8 @@ def _config(tiny_teacher, bucket: str) -> dict:
 
 @pytest.fixture(scope="session")
 def deployed(stack, stack_env, tiny_teacher, demo_log, tmp_path_factory):
-    """Both deployments registered with `redistill deploy --config`, the demo log on S3 in three partitions."""
+    """Both deployments registered with `redistill deploy --config`, the demo log on S3 in three partitions: what
+    was planted in it, and the config file."""
     from infra.services import ObjectStore
 
     log, traffic = demo_log
@@ -115,7 +117,7 @@ def deployed(stack, stack_env, tiny_teacher, demo_log, tmp_path_factory):
     done = stack_command(stack_env, "deploy", "--config", str(config_file))
     assert done.returncode == 0, done.stdout + done.stderr
     assert "deployed distill/on-demand" in done.stdout and "deployed distill/scheduled" in done.stdout
-    return traffic
+    return SimpleNamespace(pii=traffic.pii, config_file=config_file)
 
 
 def api(stack, method: str, path: str, **kwargs) -> dict:

@@ -140,3 +140,29 @@ def test_a_rerun_with_the_same_parameters_is_served_from_the_results_on_s3(stack
     stages = ["source_prompts", "redact_prompts", "rollout_teacher", "dedup_rollouts", "verify_rollouts",
               "filter_rollouts", "train_student", "evaluate_models", "export_student"]  # fmt: skip
     assert {stage: states[stage] for stage in stages} == dict.fromkeys(stages, "Cached")  # the teacher not asked
+
+
+def test_a_stage_placed_on_a_pool_runs_as_its_own_flow_run_there(stack, stack_env, deployed):
+    from tests.stack.conftest import stack_command
+
+    config_file = deployed.config_file
+    placed = stack_command(stack_env, "deploy", "--config", str(config_file), "--placement.train", stack.work_pool)
+    try:
+        assert placed.returncode == 0 and f"deployed distill-stage/{stack.work_pool}" in placed.stdout, placed.stderr
+        on_demand = api(stack, "GET", "/deployments/name/distill/on-demand")
+        config = json.loads(json.dumps(on_demand["parameters"]["config"]))
+        assert config["placement"]["train"] == stack.work_pool
+        config["source"]["seed"] = 11  # a new sample: the training really runs, on the pool's worker
+        parent = api(
+            stack, "POST", f"/deployments/{on_demand['id']}/create_flow_run", json={"parameters": {"config": config}}
+        )
+        assert wait_for(stack, parent["id"])["state"]["type"] == "COMPLETED"
+        children = api(
+            stack, "POST", "/flow_runs/filter", json={"flow_runs": {"parent_flow_run_id": {"any_": [parent["id"]]}}}
+        )
+        [child] = [c for c in children if c["parameters"].get("stage") == "train"]
+        assert child["state_type"] == "COMPLETED" and child["work_pool_name"] == stack.work_pool
+        assert [t["name"].rsplit("-", 1)[0] for t in _task_runs(stack, child["id"])] == ["train_student"]
+        assert mlflow_run_of(stack, parent["id"]).data.metrics["train.rows_in"] > 0  # the parent logged its result
+    finally:  # the other tests' deployments train in-process again
+        assert stack_command(stack_env, "deploy", "--config", str(config_file)).returncode == 0
