@@ -150,7 +150,7 @@ def _run(args: argparse.Namespace, overrides: dict[str, str]) -> int:
         config = build_config(args.config, overrides)
         storage.configure(config.storage)
         check_source(config.source)  # a log that cannot be read is said before any run starts
-    except (ConfigFileError, LogError) as e:
+    except (ConfigFileError, LogError, storage.StorageError) as e:
         print(f"redistill: {e}", file=sys.stderr)
         return 2
     except (ValidationError, yaml.YAMLError) as e:

@@ -152,10 +152,10 @@ def _stopped(run: Run, stop: RunStops) -> StoppedEarly | State:
 def distill(config: DistillConfig = DistillConfig()) -> DistillSummary | StoppedEarly:
     """Distil the teacher into a smaller, quantized student from a prompt log."""
     cfg, work, store = config, storage.canonical(config.work_dir), config.request_store_url()
-    storage.configure(cfg.storage)
     try:
+        storage.configure(cfg.storage)
         check_services(cfg)
-    except ServiceDown as down:  # one line naming the service and its URL, before any work
+    except (storage.StorageError, ServiceDown) as down:  # one line naming the service or field, before any work
         return Failed(name="ServiceDown", message=str(down))
     window = fresh_window(cfg.schedule) if cfg.schedule.fresh_traffic else None
     if window:  # the run reads, and logs as its params, the window of fresh traffic

@@ -35,7 +35,8 @@ class StackSettings(BaseSettings):
 
     @property
     def root(self) -> Path:
-        return self.stack_dir.resolve()
+        """The data folder; a relative one is inside the checkout, whatever the working directory."""
+        return (self.stack_dir if self.stack_dir.is_absolute() else ENV_FILE.parents[1] / self.stack_dir).resolve()
 
     def postgres_url(self, database: str, driver: str = "", password: bool = False) -> str:
         """`postgresql[+driver]://user[:password]@host:port/database`; without the password unless asked

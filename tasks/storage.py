@@ -42,6 +42,10 @@ class StorageConfig(Config):
     )
 
 
+class StorageError(ValueError):
+    """Object storage that cannot be set up as configured: one line naming the field."""
+
+
 def configure(config: StorageConfig) -> None:
     """Make every `s3://` URI of this process use the configured endpoint, region and credentials (fsspec's
     per-protocol defaults: no URI carries them, so they reach no param, log or artifact)."""
@@ -53,7 +57,14 @@ def configure(config: StorageConfig) -> None:
     if config.aws_credentials_block:
         from prefect_aws import AwsCredentials
 
-        credentials = AwsCredentials.load(config.aws_credentials_block)
+        try:
+            credentials = AwsCredentials.load(config.aws_credentials_block)
+        except ValueError:  # Prefect's "Unable to find block document named …"
+            raise StorageError(
+                f"storage.aws_credentials_block {config.aws_credentials_block!r}: no AwsCredentials block of that "
+                "name on the Prefect server (create it in the UI's Blocks page, or leave it empty to use the "
+                "environment)"
+            ) from None
         options["key"] = credentials.aws_access_key_id
         options["secret"] = credentials.aws_secret_access_key.get_secret_value()
     fsspec.config.conf["s3"] = options

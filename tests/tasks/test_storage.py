@@ -74,3 +74,9 @@ def test_s3_options_come_from_the_storage_config_and_the_key_from_a_credentials_
     params = flat_params(DistillConfig(storage=config))  # the block's name is a param, its secret never
     assert params["storage.aws_credentials_block"] == "s3-logs-reader"
     assert not [v for v in params.values() if "wJalr" in v]
+
+
+def test_an_unknown_credentials_block_is_one_line_naming_the_field(prefect_server):
+    config = storage.StorageConfig(aws_credentials_block="no-such-block")
+    with pytest.raises(storage.StorageError, match="storage.aws_credentials_block 'no-such-block': no AwsCredentials"):
+        storage.configure(config)
