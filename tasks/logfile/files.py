@@ -27,7 +27,6 @@ class LogError(ValueError):
 class LogFile:
     uri: str  # with its protocol, as fsspec reads it
     name: str  # for messages: the path below the glob's fixed part (or the file name)
-    version: str  # ETag or sha256: changes when the content does
 
     @property
     def suffix(self) -> str:
@@ -60,7 +59,7 @@ def log_files(path: str) -> list[LogFile]:
             + (f" ({names[bad]})" if is_glob else "")
             + " (use .jsonl, .csv or .parquet)"
         )
-    return [LogFile(fs.unstrip_protocol(f), names[f], _version(fs, f)) for f in found]
+    return [LogFile(fs.unstrip_protocol(f), names[f]) for f in found]
 
 
 def _suffix(path: str) -> str:
@@ -68,14 +67,17 @@ def _suffix(path: str) -> str:
     return "." + name.rsplit(".", 1)[-1].lower() if "." in name else ""
 
 
-def _version(fs, path: str) -> str:
-    if storage.is_local(fs.unstrip_protocol(path)):
-        return storage.digest(fs.unstrip_protocol(path))
+def _version(file: LogFile) -> str:
+    """ETag or sha256: changes when the content does (computed only for the cache key: a local log is read
+    whole to hash it)."""
+    if storage.is_local(file.uri):
+        return storage.digest(file.uri)
+    fs, path = fsspec.core.url_to_fs(file.uri)
     info = fs.info(path)
     return str(info.get("ETag") or info.get("etag") or info.get("md5") or fs.checksum(path)).strip('"')
 
 
 def logs_digest(files: list[LogFile]) -> str:
     """One digest of the set of files by name and content: a new partition, or a changed one, changes it."""
-    listing = "\n".join(f"{f.name}\t{f.version}" for f in files)
+    listing = "\n".join(f"{f.name}\t{_version(f)}" for f in files)
     return hashlib.sha256(listing.encode()).hexdigest()
