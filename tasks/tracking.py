@@ -116,6 +116,7 @@ def _prefect_tags() -> dict[str, str]:
     if not flow_run.id:
         return {}
     tags = {"prefect.flow_run_id": flow_run.id, "prefect.flow_run_name": flow_run.name}
+    tags["prefect.flow_run_attempt"] = str(flow_run.run_count)  # a retried flow run logs one MLflow run per attempt
     if deployment.name:
         tags["prefect.deployment"] = f"{flow_run.flow_name}/{deployment.name}"
     return tags

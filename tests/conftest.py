@@ -1,5 +1,5 @@
-"""Shared fixtures: a tiny random teacher, demo traffic, a Prefect test server, a PostgreSQL server, and
-the durable request store on SQLite and on PostgreSQL."""
+"""Shared fixtures: a tiny random teacher (and vLLM's server serving it), demo traffic, a Prefect test server,
+a PostgreSQL server, and the durable request store on SQLite and on PostgreSQL."""
 
 import os
 
@@ -18,6 +18,19 @@ from tests.tiny import build_tiny_teacher  # noqa: E402
 def tiny_teacher(tmp_path_factory) -> Path:
     """A 4-layer random Llama with the embedded teacher's (fixed) tokenizer."""
     return build_tiny_teacher(tmp_path_factory.mktemp("tiny-teacher"))
+
+
+@pytest.fixture(scope="session")
+def vllm_teacher(tiny_teacher, tmp_path_factory):
+    """vLLM's OpenAI-compatible server (its CPU build, own environment) serving the tiny teacher as "teacher";
+    tests may kill and restart it. Skips where vLLM's environment is missing (make vllm-env)."""
+    from infra.local import VLLMServer, vllm_python
+
+    if not vllm_python().exists():
+        pytest.skip("needs vLLM's environment (make vllm-env)")
+    server = VLLMServer(tiny_teacher, tmp_path_factory.mktemp("vllm")).start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture(scope="session")

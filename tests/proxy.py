@@ -24,6 +24,7 @@ class Seen:
     status: int
     at: float
     authorization: str | None
+    samples: int = 1  # the request's `n`
 
 
 @dataclass
@@ -61,9 +62,9 @@ class CountingProxy:
         self.server.shutdown()
         self.client.close()
 
-    def _record(self, prompt: str, status: int, authorization: str | None) -> None:
+    def _record(self, prompt: str, status: int, authorization: str | None, samples: int = 1) -> None:
         with self.lock:
-            self.seen.append(Seen(prompt, status, time.time(), authorization))
+            self.seen.append(Seen(prompt, status, time.time(), authorization, samples))
             answered = sum(1 for s in self.seen if s.status == 200)
             hook = self.after_ok if self.after_ok and answered >= self.after_ok[0] else None
             if hook:
@@ -98,7 +99,8 @@ class CountingProxy:
 
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                prompt = json.loads(body)["messages"][-1]["content"]
+                request = json.loads(body)
+                prompt, samples = request["messages"][-1]["content"], request.get("n") or 1
                 fault = proxy._fault_for(prompt)
                 if fault:
                     error = json.dumps({"error": {"message": fault.message, "code": fault.status}}).encode()
@@ -111,7 +113,7 @@ class CountingProxy:
                     status, content = upstream.status_code, upstream.content
                 except httpx.TransportError as e:
                     status, content = 502, json.dumps({"error": {"message": f"teacher down: {e}"}}).encode()
-                proxy._record(prompt, status, self.headers.get("Authorization"))
+                proxy._record(prompt, status, self.headers.get("Authorization"), samples)
                 self._send(status, content, {})
 
         return Handler

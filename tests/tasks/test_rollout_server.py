@@ -16,7 +16,7 @@ from prefect import flow
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
-from infra.local import VLLMServer, vllm_python
+from infra.local import vllm_python
 from tasks.llm.config import LLMConfig, SamplingConfig, ServerConfig
 from tasks.llm.store import open_store
 from tasks.pii import RedactConfig
@@ -31,11 +31,9 @@ TOO_LONG = "word " * 900  # past the server's 512-token context: vLLM answers 40
 SECRET = "sk-redistill-test-key-0451"
 
 
-@pytest.fixture(scope="module")
-def server(tiny_teacher, tmp_path_factory):
-    vllm = VLLMServer(tiny_teacher, tmp_path_factory.mktemp("vllm")).start()
-    yield vllm
-    vllm.stop()
+@pytest.fixture
+def server(vllm_teacher):
+    return vllm_teacher
 
 
 @pytest.fixture
