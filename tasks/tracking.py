@@ -200,7 +200,7 @@ def champion(run: Run, registered_model: str, alias: str) -> Champion | None:
         for found in logged.inputs.dataset_inputs
     }
     return Champion(
-        version=version.version,
+        version=str(version.version),  # a str from a server, an int from a local (sqlite) store
         run_id=version.run_id,
         metrics=logged.data.metrics,
         datasets={name: uri for name, uri in uris.items() if uri and storage.exists(uri)},

@@ -38,3 +38,14 @@ def test_configs_inside_values_become_json_params():
 
     params = flat_params(VerifyConfig())
     assert '"uppercase": {"kind": "contains", "case_sensitive": true}' in params["by_slice"]
+
+
+def test_the_champion_is_found_in_a_local_store_as_the_demo_keeps_it(tmp_path):
+    """`make demo` twice: the second run finds the first's champion in the sqlite store under the work dir."""
+    from tasks.tracking import TrackingConfig, champion, register_version, set_alias, start_run
+
+    first = start_run(TrackingConfig(), str(tmp_path), {"run": "1"}, "first")
+    version = register_version(first, "file:///nowhere", "student", {})
+    set_alias(first, "student", "champion", version)
+    found = champion(start_run(TrackingConfig(), str(tmp_path), {"run": "2"}, "second"), "student", "champion")
+    assert found.version == version == "1" and found.run_id == first.run_id
