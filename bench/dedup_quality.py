@@ -19,7 +19,6 @@ import json
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -220,11 +219,7 @@ def measure(docs: int, systems: list[str]) -> list[dict]:
         for name in systems:
             out = Path(tmp) / f"{name}.json"
             child = subprocess.Popen([sys.executable, __file__, "--one", name, str(corpus), str(out)])
-            peak: list[float] = []
-            watcher = threading.Thread(target=lambda: peak.append(_peak_mb(child)))
-            watcher.start()
-            child.wait()
-            watcher.join()
+            peak = _peak_mb(child)  # until it exits
             if child.returncode:
                 results.append({"system": name, "docs": docs, "error": f"exit {child.returncode}"})
                 continue
@@ -236,7 +231,7 @@ def measure(docs: int, systems: list[str]) -> list[dict]:
                     "system": name,
                     "docs": docs,
                     "docs_per_s": docs / found["seconds"],
-                    "peak_mb": peak[0],
+                    "peak_mb": peak,
                     "precision": hits / len(dropped) if dropped else 1.0,
                     "recall": hits / len(truth) if truth else 1.0,
                     "should_drop": len(truth),
@@ -257,7 +252,7 @@ def main(sizes: list[int]) -> None:
                 f"{docs:>8} {r['system']:<16}{r['docs_per_s']:>9,.0f}{r['peak_mb']:>9,.0f}"
                 f"{r['precision']:>11.3f}{r['recall']:>8.3f}{r['dropped']:>6}/{r['should_drop']}"
             )
-    print(f"targets: precision and recall >= 0.95, docs/s >= the better peer's, peak <= 4 GB at 1M documents")
+    print("targets: precision and recall >= 0.95, docs/s >= the better peer's, peak <= 4 GB at 1M documents")
 
 
 if __name__ == "__main__":

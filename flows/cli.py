@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import types
 from datetime import datetime
@@ -22,6 +23,9 @@ from typing import Any, Literal, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ValidationError
+
+# the temporary Prefect server a one-shot run starts reports usage home: an error line offline, a call home online
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 
 class ConfigFileError(ValueError):

@@ -14,6 +14,7 @@ from flows.preflight import ServiceDown, check_services
 from tasks import storage
 from tasks.cache import cached
 from tasks.config import Config
+from tasks.decontaminate import DecontaminateConfig, decontaminate_prompts, eval_sets_digest
 from tasks.dedup import DedupConfig, dedup_rollouts
 from tasks.drift import DriftConfig, drift_report
 from tasks.evaluate import EvaluateConfig, ModelScore
@@ -61,7 +62,9 @@ class DistillConfig(Config):
         "none: `<work_dir>/llm/requests.sqlite`.",
     )
     run_name: str | None = Field(None, description="MLflow run name (default: MLflow picks one).")
-    stop_after: Literal["source", "redact", "rollout", "dedup", "verify", "filter", "train", "evaluate"] | None = Field(
+    stop_after: (
+        Literal["source", "redact", "decontaminate", "rollout", "verify", "dedup", "filter", "train", "evaluate"] | None
+    ) = Field(
         None,
         description="Stop after this stage and show what it found: `redact` is a dry run before paying a teacher "
         "(quarantine by reason, PII by type, the slice mix, where the redacted prompts are).",
@@ -73,8 +76,9 @@ class DistillConfig(Config):
     rollout: RolloutConfig = RolloutConfig()
     drift: DriftConfig = DriftConfig()
     replay: ReplayConfig = ReplayConfig()
-    dedup: DedupConfig = DedupConfig()
+    decontaminate: DecontaminateConfig = DecontaminateConfig()
     verify: VerifyConfig = VerifyConfig()
+    dedup: DedupConfig = DedupConfig()
     filter: FilterConfig = FilterConfig()
     train: TrainConfig = TrainConfig()
     evaluate: EvaluateConfig = EvaluateConfig()
@@ -104,8 +108,8 @@ class DistillConfig(Config):
         )
 
 
-# what the champion was trained on: its replay stage's prompts when it had one, else its redacted prompts
-CHAMPION_TRAINED_ON = ("replay.train_prompts", "redact.train_prompts")
+# what the champion was trained on: its decontaminated prompts (runs before that stage: replayed, else redacted)
+CHAMPION_TRAINED_ON = ("decontaminate.train_prompts", "replay.train_prompts", "redact.train_prompts")
 # what the champion was scored on (runs before `evaluate.held_out` was logged: their redacted held-out prompts)
 CHAMPION_SCORED_ON = ("evaluate.held_out", "redact.eval_prompts")
 
@@ -197,6 +201,10 @@ def _distill(cfg: DistillConfig, work: str, store: str) -> DistillSummary:
             if cfg.replay.share:
                 replayed = cached(replay_prompts)(cfg.replay, train_prompts, held_out, trained_on, work)
                 train_prompts = log_stage(run, replayed).train_prompts
+        clean = cached(decontaminate_prompts)(
+            cfg.decontaminate, train_prompts, held_out, eval_sets_digest(cfg.decontaminate), work
+        )
+        train_prompts = log_stage(run, clean).train_prompts
         teacher = prepare_teacher(cfg.teacher, work)
         rollouts = log_stage(
             run,
@@ -204,8 +212,8 @@ def _distill(cfg: DistillConfig, work: str, store: str) -> DistillSummary:
                 cfg.rollout, cfg.redact, cfg.teacher, teacher, train_prompts, store, work
             ),
         )
-        unique = log_stage(run, cached(dedup_rollouts)(cfg.dedup, rollouts.rollouts, held_out, work))
-        verdicts = log_stage(run, cached(verify_rollouts)(verify, unique.rollouts, work))
+        verdicts = log_stage(run, cached(verify_rollouts)(verify, rollouts.rollouts, work))
+        unique = log_stage(run, cached(dedup_rollouts)(cfg.dedup, rollouts.rollouts, verdicts.verdicts, work))
         kept = log_stage(run, cached(filter_rollouts)(cfg.filter, unique.rollouts, verdicts.verdicts, work))
         base = prepare_student(cfg.student, teacher, work)
         trained = log_stage(run, placed("train", cfg.placement.train)(cfg.train, base, kept.rows, work))
@@ -238,7 +246,7 @@ def _distill(cfg: DistillConfig, work: str, store: str) -> DistillSummary:
         promotion = promote_student(
             cfg.gate, run, exported.model.uri, tags, scored.transfer_ratio(), exported.check_passed
         )
-    stages = (sourced, redacted, rollouts, unique, verdicts, kept, trained, scored, exported)
+    stages = (sourced, redacted, clean, rollouts, verdicts, unique, kept, trained, scored, exported)
     return DistillSummary(
         scores=scored.scores,
         transfer_ratio={name: scored.transfer_ratio(name) for name in scored.scores["teacher"].accuracy},

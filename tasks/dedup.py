@@ -1,26 +1,31 @@
-"""Dedup: drop rollouts that repeat another, or whose prompt is one of the held-out eval prompts.
+"""Dedup: drop teacher samples that repeat another, keeping the best of each group.
 
-Checked in order, first match wins, first occurrence kept:
-1. eval_overlap: the prompt equals a held-out prompt (normalised) or is a MinHash near-duplicate of
-   one, so the student is never trained on what it is scored on;
-2. exact_duplicate: same normalised prompt and completion as a kept row (the teacher often writes
-   the same answer twice);
-3. near_duplicate: MinHash LSH (datasketch) over word shingles of prompt + completion, confirmed by
-   the estimated Jaccard similarity reaching the threshold.
-Rejected rows keep the id of the row they duplicate (`near_duplicate:<prompt_id>/<sample>`).
+`level: response` (default) compares samples by question and answer: the N samples of one prompt often repeat,
+and two prompts asked alike get answers alike. `level: prompt` compares questions: a prompt near-duplicate of a
+kept one goes with all its samples. A chat row's question is its user turns: the system prompt every row shares
+would make any two short questions look alike.
+
+Near-duplicates are texts at exact Jaccard similarity >= `near_threshold` over word shingles; MinHash LSH only
+proposes the pairs to check (tasks/minhash.py). A row is dropped only for a row that is kept, never for one
+that was itself dropped; within a group the best row is kept: a verifier pass first, then a complete answer
+(not cut off), then the shortest, then the first. Rejected rows name the row kept in their place and the
+similarity (`near_duplicate:p1/0 jaccard 0.86`).
 """
 
 from __future__ import annotations
 
-import hashlib
+from typing import Literal
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 from prefect import task
 from pydantic import Field
 
 from tasks import storage
 from tasks.cache import STAGE_TASK, stage_uri
 from tasks.config import Config
-from tasks.minhash import NearDuplicateIndex
+from tasks.minhash import Banding, Duplicates, near_duplicates
 from tasks.refs import DatasetRef
 from tasks.schemas import ROLLOUTS
 from tasks.stage import (
@@ -28,23 +33,33 @@ from tasks.stage import (
     StageResult,
     Timer,
     count_reasons,
-    normalize_text,
-    partition,
-    read_dataset,
+    read_table,
+    user_text,
     with_reason,
     write_dataset,
 )
 
 
 class DedupConfig(Config):
-    """How alike two rows must be to count as one."""
+    """Which teacher samples count as one, and how hard to look for them."""
 
-    near_threshold: float = Field(
-        0.85, gt=0, le=1, description="Estimated Jaccard similarity of word shingles at which rows are near duplicates."
+    level: Literal["response", "prompt"] = Field(
+        "response",
+        description="`response`: samples alike in prompt and answer are one; `prompt`: prompts alike are one, and "
+        "a dropped prompt takes all its samples with it.",
     )
-    num_perm: int = Field(128, ge=16, description="MinHash permutations (more: slower, more precise).")
-    shingle_words: int = Field(3, ge=1, description="Words per shingle.")
-    decontaminate: bool = Field(True, description="Drop rollouts whose prompt matches a held-out eval prompt.")
+    near_threshold: float = Field(
+        0.8, gt=0, le=1, description="Exact Jaccard similarity of word shingles at which two texts are near duplicates."
+    )
+    shingle_words: int = Field(5, ge=1, description="Words per shingle (a shorter text is one shingle).")
+    bands: int = Field(
+        32, ge=1, description="LSH bands: they only propose pairs to check, so more bands find more pairs near the "
+        "threshold, at the cost of checking more.",
+    )  # fmt: skip
+    rows_per_band: int = Field(4, ge=1, description="MinHash values per band (bands x rows permutations).")
+
+    def banding(self) -> Banding:
+        return Banding(shingle_words=self.shingle_words, bands=self.bands, rows=self.rows_per_band)
 
 
 class Deduped(StageResult):
@@ -52,47 +67,83 @@ class Deduped(StageResult):
     rejected: DatasetRef
 
 
-def dedup_rows(rows: list[dict], eval_prompts: list[str], config: DedupConfig) -> tuple[list[dict], list[dict]]:
-    """Kept rows and rejected rows (with reasons), in input order."""
-    held_out = {normalize_text(p) for p in eval_prompts}
-    eval_index = NearDuplicateIndex(config.near_threshold, config.num_perm, config.shingle_words)
-    for i, prompt in enumerate(eval_prompts):
-        eval_index.add(f"eval-{i}", eval_index.signature(prompt))
-    seen_exact: dict[str, str] = {}
-    kept_index = NearDuplicateIndex(config.near_threshold, config.num_perm, config.shingle_words)
-
-    def reason_to_drop(row: dict) -> str | None:
-        key = f"{row['prompt_id']}/{row['sample_index']}"
-        if config.decontaminate:
-            if normalize_text(row["prompt"]) in held_out:
-                return "eval_overlap:exact"
-            if eval_index.find(eval_index.signature(row["prompt"])):
-                return "eval_overlap:near"
-        text = normalize_text(row["prompt"]) + "\n" + normalize_text(row["completion"])
-        exact = hashlib.sha256(text.encode()).hexdigest()
-        if exact in seen_exact:
-            return f"exact_duplicate:{seen_exact[exact]}"
-        signature = kept_index.signature(text)
-        if original := kept_index.find(signature):
-            return f"near_duplicate:{original}"
-        seen_exact[exact] = key
-        kept_index.add(key, signature)
-        return None
-
-    return partition(rows, reason_to_drop)
+def _verdict_rank(table: pa.Table, verdicts: pa.Table) -> np.ndarray:
+    """Per sample: 0 the verifier passed it, 1 unchecked, 2 it failed."""
+    columns = (verdicts[c].to_pylist() for c in ("prompt_id", "sample_index", "ok"))
+    ok = {(p, s): v for p, s, v in zip(*columns, strict=True)}
+    keys = zip(table["prompt_id"].to_pylist(), table["sample_index"].to_pylist(), strict=True)
+    return np.array([{True: 0, None: 1, False: 2}[ok.get(key)] for key in keys], dtype=np.int64)
 
 
-def dedup(config: DedupConfig, rollouts: DatasetRef, held_out: DatasetRef, out_uri: str) -> Deduped:
+def best_first(table: pa.Table, verdicts: pa.Table) -> np.ndarray:
+    """Sample indices, the best first: verifier pass, a complete answer, the shortest, then table order."""
+    cut_off = pc.equal(table["finish_reason"], "length").fill_null(False).to_numpy(zero_copy_only=False)
+    length = pc.utf8_length(table["completion"]).fill_null(0).to_numpy(zero_copy_only=False)
+    return np.lexsort((np.arange(len(table)), length, cut_off, _verdict_rank(table, verdicts)))
+
+
+def _asked(table: pa.Table) -> list[str]:
+    """Per sample, what the user asked (chat rows: the user turns, not the system prompt every row shares)."""
+    prompts, messages = table["prompt"].to_pylist(), table["messages"].to_pylist()
+    return [user_text({"prompt": p, "messages": m}) for p, m in zip(prompts, messages, strict=True)]
+
+
+def _keys(table: pa.Table) -> list[str]:
+    ids, samples = table["prompt_id"].to_pylist(), table["sample_index"].to_pylist()
+    return [f"{p}/{s}" for p, s in zip(ids, samples, strict=True)]
+
+
+def _reasons(found: Duplicates, names: list[str], kind: str) -> dict[int, str]:
+    """{position in `names`: reason} for each dropped text."""
+    reasons = {}
+    for i in found.dropped().tolist():
+        original, similarity = names[found.original[i]], found.jaccard[i]
+        exact = found.exact[i]
+        reasons[i] = f"exact_duplicate:{original}" if exact else f"{kind}:{original} jaccard {similarity:.2f}"
+    return reasons
+
+
+def response_reasons(table: pa.Table, order: np.ndarray, config: DedupConfig) -> dict[int, str]:
+    """{row: reason} for the samples repeating a better kept sample (prompt and answer together)."""
+    prompts, completions = _asked(table), table["completion"].to_pylist()
+    texts = [f"{prompts[i]}\n{completions[i]}" for i in order.tolist()]
+    found = near_duplicates(texts, config.near_threshold, config.banding())
+    keys = _keys(table)
+    by_rank = _reasons(found, [keys[i] for i in order.tolist()], "near_duplicate")
+    return {int(order[rank]): reason for rank, reason in by_rank.items()}
+
+
+def prompt_reasons(table: pa.Table, order: np.ndarray, config: DedupConfig) -> dict[int, str]:
+    """{row: reason} for every sample of a prompt that repeats a better kept prompt."""
+    ids, prompts = table["prompt_id"].to_pylist(), _asked(table)
+    ranked: list[str] = list(dict.fromkeys(ids[i] for i in order.tolist()))  # a prompt ranks as its best sample
+    text = dict(zip(ids, prompts, strict=True))
+    found = near_duplicates([text[p] for p in ranked], config.near_threshold, config.banding())
+    dropped = {ranked[i]: reason for i, reason in _reasons(found, ranked, "near_duplicate_prompt").items()}
+    return {row: dropped[pid] for row, pid in enumerate(ids) if pid in dropped}
+
+
+def dedup_table(config: DedupConfig, table: pa.Table, verdicts: pa.Table) -> tuple[pa.Table, pa.Table]:
+    """Kept samples and rejected ones (with a `reason`), each in input order."""
+    order = best_first(table, verdicts)
+    reasons = (prompt_reasons if config.level == "prompt" else response_reasons)(table, order, config)
+    dropped = np.zeros(len(table), dtype=bool)
+    dropped[list(reasons)] = True
+    rejected = table.filter(pa.array(dropped))
+    why = pa.array([reasons[i] for i in np.flatnonzero(dropped).tolist()], pa.string())
+    return table.filter(pa.array(~dropped)), rejected.append_column("reason", why)
+
+
+def dedup(config: DedupConfig, rollouts: DatasetRef, verdicts: DatasetRef, out_uri: str) -> Deduped:
     with Timer() as timer:
-        rows = read_dataset(rollouts)
-        eval_prompts = [r["prompt"] for r in read_dataset(held_out)]
-        kept, rejected = dedup_rows(rows, eval_prompts, config)
+        table = read_table(rollouts)
+        kept, rejected = dedup_table(config, table, read_table(verdicts))
     report = StageReport(
         stage="dedup",
-        rows_in=len(rows),
+        rows_in=len(table),
         rows_out=len(kept),
-        dropped=count_reasons(rejected),
-        metrics={"kept_share": len(kept) / max(len(rows), 1)},
+        dropped=count_reasons(rejected.select(["reason"]).to_pylist()),
+        metrics={"kept_share": len(kept) / max(len(table), 1)},
         seconds=timer.seconds,
     )
     return Deduped(
@@ -103,6 +154,6 @@ def dedup(config: DedupConfig, rollouts: DatasetRef, held_out: DatasetRef, out_u
 
 
 @task(name="dedup_rollouts", **STAGE_TASK)
-def dedup_rollouts(config: DedupConfig, rollouts: DatasetRef, held_out: DatasetRef, work_dir: str) -> Deduped:
-    """Drop exact and near-duplicate rollouts and those overlapping the held-out prompts."""
-    return dedup(config, rollouts, held_out, stage_uri(work_dir, "dedup", config, rollouts, held_out))
+def dedup_rollouts(config: DedupConfig, rollouts: DatasetRef, verdicts: DatasetRef, work_dir: str) -> Deduped:
+    """Drop exact and near-duplicate samples, keeping the best of each group."""
+    return dedup(config, rollouts, verdicts, stage_uri(work_dir, "dedup", config, rollouts, verdicts))

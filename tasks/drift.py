@@ -17,19 +17,19 @@ from pydantic import Field
 from tasks import storage
 from tasks.cache import retry_if_transient
 from tasks.config import Config
-from tasks.minhash import NearDuplicateIndex
+from tasks.minhash import Banding, near_neighbour_of
 from tasks.refs import DatasetRef
-from tasks.stage import StageReport, StageResult, Timer, read_dataset
+from tasks.stage import StageReport, StageResult, Timer, read_dataset, user_text
 
 
 class DriftConfig(Config):
     """How the drift report tells a new prompt from an old one."""
 
     near_threshold: float = Field(
-        0.5, gt=0, le=1, description="Estimated Jaccard similarity of word shingles at which a prompt has a near "
-        "neighbour among the champion's.",
+        0.5, gt=0, le=1, description="Jaccard similarity of word shingles at which a prompt has a near neighbour "
+        "among the champion's.",
     )  # fmt: skip
-    num_perm: int = Field(64, ge=16, description="MinHash permutations.")
+    shingle_words: int = Field(3, ge=1, description="Words per shingle (prompts are short).")
 
 
 class Drift(StageResult):
@@ -48,11 +48,9 @@ def quantile(values: list[int], q: float) -> float:
 
 def without_neighbour(now: list[str], then: list[str], config: DriftConfig) -> float:
     """The share of `now` with no text in `then` at least `near_threshold` alike."""
-    index = NearDuplicateIndex(config.near_threshold, config.num_perm)
-    for i, text in enumerate(then):
-        index.add(str(i), index.signature(text))
-    alone = sum(index.find(index.signature(text)) is None for text in now)
-    return alone / max(len(now), 1)
+    banding = Banding.for_threshold(config.near_threshold, config.shingle_words)
+    alone = near_neighbour_of(now, then, config.near_threshold, banding) < 0
+    return float(alone.sum()) / max(len(now), 1)
 
 
 def plot(then: list[dict], now: list[dict], champion: str) -> bytes:
@@ -89,7 +87,7 @@ def drift(config: DriftConfig, prompts: DatasetRef, champion_prompts: str, champ
         then = storage.read_table(champion_prompts).to_pylist()
         before, after = shares(then), shares(now)
         new_slices = sorted(set(after) - set(before))
-        alone = without_neighbour([r["prompt"] for r in now], [r["prompt"] for r in then], config)
+        alone = without_neighbour([user_text(r) for r in now], [user_text(r) for r in then], config)
         lengths_now, lengths_then = [len(r["prompt"]) for r in now], [len(r["prompt"]) for r in then]
         image = plot(then, now, champion)
     plot_uri = storage.join(out_uri, "drift.png")

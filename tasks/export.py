@@ -9,6 +9,9 @@ greedily; the slices' verifiers score both, and a drop of more than `max_accurac
 
 from __future__ import annotations
 
+import logging
+import os
+import warnings
 from pathlib import Path
 
 from prefect import task
@@ -60,6 +63,17 @@ def _calibrate_on_cpu_too() -> None:
         IntermediatesCache.pin_memory = lambda self, *args, **kwargs: None
 
 
+def _quiet_llmcompressor() -> None:
+    """llmcompressor logs through loguru, on CPU a warning per layer ("No accelerator available!") and a progress
+    bar per layer: the stage's own summary says what happened."""
+    from loguru import logger
+
+    logger.disable("llmcompressor")
+    logger.disable("compressed_tensors")
+    logging.getLogger("torch.fx._symbolic_trace").setLevel(logging.ERROR)
+    os.environ["TQDM_DISABLE"] = "1"
+
+
 def check_group_size(model_config, group_size: int) -> None:
     """Group quantization needs every quantized input width to be a multiple of the group size."""
     widths = {"hidden_size": model_config.hidden_size, "intermediate_size": model_config.intermediate_size}
@@ -79,6 +93,7 @@ def quantize_awq(model, tokenizer, calibration: list[list[dict]], config: Export
     from llmcompressor.modifiers.transform.awq import AWQModifier
 
     _calibrate_on_cpu_too()
+    _quiet_llmcompressor()
     check_group_size(model.config, config.group_size)
     scheme = QuantizationScheme(
         targets=["Linear"],
@@ -95,7 +110,9 @@ def quantize_awq(model, tokenizer, calibration: list[list[dict]], config: Export
         num_calibration_samples=len(texts),
         max_seq_length=config.max_calibration_tokens,
     )
-    model.save_pretrained(out_dir, save_compressed=True)
+    with warnings.catch_warnings():  # "saving a model with offloaded modules": the CPU is where it all is
+        warnings.filterwarnings("ignore", message="Attempting to save a model with offloaded modules")
+        model.save_pretrained(out_dir, save_compressed=True)
     tokenizer.save_pretrained(out_dir)
 
 

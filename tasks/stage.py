@@ -47,14 +47,19 @@ def dataset_ref(uri: str) -> DatasetRef:
     return DatasetRef(uri=uri, rows=storage.read_table(uri).num_rows, digest=storage.digest(uri))
 
 
-def read_dataset(ref: DatasetRef) -> list[dict]:
-    """Read a dataset's rows, refusing one that changed since the stage that wrote it finished."""
+def read_table(ref: DatasetRef) -> pa.Table:
+    """Read a dataset as a table, refusing one that changed since the stage that wrote it finished."""
     if not storage.exists(ref.uri) or storage.digest(ref.uri) != ref.digest:
         raise FileNotFoundError(
             f"{ref.uri} is missing or changed since it was written (a cached result points at it): "
             "rerun with --refresh-cache"
         )
-    return storage.read_table(ref.uri).to_pylist()
+    return storage.read_table(ref.uri)
+
+
+def read_dataset(ref: DatasetRef) -> list[dict]:
+    """Read a dataset's rows (see `read_table`)."""
+    return read_table(ref).to_pylist()
 
 
 def prompt_id(prompt: str) -> str:
@@ -71,6 +76,14 @@ def render_turns(messages: list[dict]) -> str:
     """A conversation as one text, a turn per line ("user: …"): a chat row's `prompt`, its identity for the
     request store, the held-out split and dedup."""
     return "\n".join(f"{m['role']}: {m['content']}" for m in messages)
+
+
+def user_text(row: dict) -> str:
+    """What the user asked: a chat row's user turns (its system prompt and the assistant's turns repeat across
+    rows, and would make different questions look alike), else its prompt."""
+    if row.get("messages"):
+        return "\n".join(m["content"] for m in row["messages"] if m["role"] == "user")
+    return row["prompt"]
 
 
 def normalize_text(text: str) -> str:

@@ -60,7 +60,13 @@ def sft(config: TrainConfig, base: ModelRef, rows: list[dict], adapter_dir: Path
     import torch
     from datasets import Dataset
     from peft import LoraConfig
-    from transformers import AutoModelForCausalLM, AutoTokenizer, EarlyStoppingCallback, TrainerCallback
+    from transformers import (
+        AutoModelForCausalLM,
+        AutoTokenizer,
+        EarlyStoppingCallback,
+        PrinterCallback,
+        TrainerCallback,
+    )
     from trl import SFTConfig, SFTTrainer
 
     class LogProgress(TrainerCallback):
@@ -114,6 +120,7 @@ def sft(config: TrainConfig, base: ModelRef, rows: list[dict], adapter_dir: Path
         peft_config=lora,
         callbacks=[EarlyStoppingCallback(early_stopping_patience=config.early_stopping_patience), LogProgress()],
     )
+    trainer.remove_callback(PrinterCallback)  # prints every log dict; LogProgress says it in one line
     before = trainer.evaluate()["eval_loss"]
     result = trainer.train()
     trainer.save_model(str(adapter_dir))

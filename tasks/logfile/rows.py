@@ -121,6 +121,13 @@ def _messages(record: dict, column: str) -> list[dict] | None:
     return turns
 
 
+def prompt_and_messages(record: dict, columns: Columns) -> tuple[str, list[dict] | None]:
+    """The row's prompt (a chat row's `messages` rendered as turns, else its prompt column) and its messages;
+    raises Rejected naming the field at fault."""
+    messages = _messages(record, columns.messages)
+    return (render_turns(messages) if messages else _text(record, columns.prompt, required=True)), messages
+
+
 def parse_row(
     number: int, record: dict | Rejected, columns: Columns, max_prompt_chars: int, file: str | None = None
 ) -> dict:
@@ -130,8 +137,7 @@ def parse_row(
         raise record
     if not isinstance(record, dict):
         raise Rejected(None, "not_object", f"row is a {type(record).__name__}, not an object")
-    messages = _messages(record, columns.messages)
-    prompt = render_turns(messages) if messages else _text(record, columns.prompt, required=True)
+    prompt, messages = prompt_and_messages(record, columns)
     if len(prompt) > max_prompt_chars:
         field = columns.messages if messages else columns.prompt
         reason = f"field '{field}' has {len(prompt)} characters, over source.max_prompt_chars {max_prompt_chars}"

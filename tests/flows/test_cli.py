@@ -14,7 +14,7 @@ def test_flags_override_the_file_which_overrides_defaults(tmp_path):
     assert config.teacher.sampling.temperature == 0.9  # file beats default
     assert config.source.sample_size == 50
     assert config.student.keep_layers == [0, 2, 4]
-    assert config.dedup.near_threshold == 0.85  # default
+    assert config.dedup.near_threshold == 0.8  # default
 
 
 def test_a_bad_value_names_the_field(capsys):
