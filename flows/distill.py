@@ -49,6 +49,7 @@ from tasks.tracking import (
 )
 from tasks.train import TrainConfig
 from tasks.verifiers import VerifyConfig, with_labels
+from tasks.verifiers.sandbox import SandboxUnavailable, check_sandbox
 from tasks.verify import verify_rollouts
 
 
@@ -161,6 +162,11 @@ def distill(config: DistillConfig = DistillConfig()) -> DistillSummary | Stopped
         check_services(cfg)
     except (storage.StorageError, ServiceDown) as down:  # one line naming the service or field, before any work
         return Failed(name="ServiceDown", message=str(down))
+    try:
+        if cfg.verify.runs_code():
+            check_sandbox()
+    except SandboxUnavailable as missing:  # never run a teacher's code loose, nor pay it for answers left unchecked
+        return Failed(name="SandboxUnavailable", message=str(missing))
     window = fresh_window(cfg.schedule) if cfg.schedule.fresh_traffic else None
     if window:  # the run reads, and logs as its params, the window of fresh traffic
         cfg = cfg.model_copy(update={"source": window.source(cfg.source)})

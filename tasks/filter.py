@@ -80,31 +80,36 @@ def reason_to_drop(config: FilterConfig, row: dict, verdict: dict | None) -> str
     return None
 
 
-def assistant_turn(row: dict, include_reasoning: bool) -> str:
-    """What the student learns to say: the answer, after the reasoning if that is kept."""
+def assistant_turn(row: dict, include_reasoning: bool, answer: str | None = None) -> str:
+    """What the student learns to say: the answer (or what its verifier extracted of it, the JSON alone, say),
+    after the reasoning if that is kept."""
+    answer = (answer or row["completion"]).strip()
     if include_reasoning and row["reasoning"]:
-        return f"<think>\n{row['reasoning']}\n</think>\n\n{row['completion'].strip()}"
-    return row["completion"].strip()
+        return f"<think>\n{row['reasoning']}\n</think>\n\n{answer}"
+    return answer
 
 
-def training_row(row: dict, include_reasoning: bool) -> dict:
+def training_row(row: dict, include_reasoning: bool, verdict: dict | None = None) -> dict:
     """A kept rollout as a chat row for SFT: the prompt (a chat row's whole conversation), then the answer."""
+    answer = verdict["extracted"] if verdict else None
     return {
         "messages": (row.get("messages") or [{"role": "user", "content": row["prompt"]}])
-        + [{"role": "assistant", "content": assistant_turn(row, include_reasoning)}],
+        + [{"role": "assistant", "content": assistant_turn(row, include_reasoning, answer)}],
         "prompt_id": row["prompt_id"],
         "slice": row["slice"],
         "sample_index": row["sample_index"],
     }
 
 
+def sample_key(row: dict) -> tuple[str, int]:
+    return row["prompt_id"], row["sample_index"]
+
+
 def filter_rows(config: FilterConfig, rollouts: DatasetRef, verdicts: DatasetRef, out_uri: str) -> Filtered:
     with Timer() as timer:
         rows = read_dataset(rollouts)
-        by_sample = {(v["prompt_id"], v["sample_index"]): v for v in read_dataset(verdicts)}
-        kept, rejected = partition(
-            rows, lambda row: reason_to_drop(config, row, by_sample.get((row["prompt_id"], row["sample_index"])))
-        )
+        by_sample = {sample_key(v): v for v in read_dataset(verdicts)}
+        kept, rejected = partition(rows, lambda row: reason_to_drop(config, row, by_sample.get(sample_key(row))))
     report = StageReport(
         stage="filter",
         rows_in=len(rows),
@@ -115,7 +120,7 @@ def filter_rows(config: FilterConfig, rollouts: DatasetRef, verdicts: DatasetRef
     )
     return Filtered(
         rows=write_dataset(
-            [training_row(r, config.include_reasoning) for r in kept],
+            [training_row(r, config.include_reasoning, by_sample.get(sample_key(r))) for r in kept],
             storage.join(out_uri, "rows.parquet"),
             TRAINING_ROWS,
         ),

@@ -99,5 +99,6 @@ VERDICTS = pa.schema(
         ("ok", pa.bool_()),
         ("score", pa.float32()),
         ("reason", pa.string()),  # "number matches", "stated 8", "no verifier for slice chat", ...
+        ("extracted", pa.string()),  # what training keeps instead of the whole answer (a json verifier's JSON), or null
     ]
 )

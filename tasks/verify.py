@@ -16,7 +16,7 @@ from tasks.cache import STAGE_TASK, stage_uri
 from tasks.refs import DatasetRef
 from tasks.schemas import VERDICTS
 from tasks.stage import StageReport, StageResult, Timer, read_dataset, write_dataset
-from tasks.verifiers import VerifyConfig, verdict
+from tasks.verifiers import Majority, Verdict, VerifyConfig, verdict
 
 
 class Verified(StageResult):
@@ -24,19 +24,31 @@ class Verified(StageResult):
 
 
 def verdict_rows(config: VerifyConfig, rollouts: list[dict]) -> list[dict]:
-    """A VERDICTS row per rollout; rows that cannot be checked say why."""
+    """A VERDICTS row per rollout; rows that cannot be checked say why. A majority-vote slice's samples are judged
+    together, per prompt."""
+    found: dict[int, Verdict | None] = {}
+    groups: dict[str, list[int]] = defaultdict(list)
+    for i, row in enumerate(rollouts):
+        if isinstance(config.by_slice.get(row["slice"]), Majority):
+            groups[row["prompt_id"]].append(i)
+        else:
+            found[i] = verdict(config, row, row["completion"])
+    for members in groups.values():
+        vote = config.by_slice[rollouts[members[0]]["slice"]]
+        found |= dict(zip(members, vote.verify_group([rollouts[i]["completion"] for i in members]), strict=True))
     rows = []
-    for row in rollouts:
-        found = verdict(config, row, row["completion"])
+    for i, row in enumerate(rollouts):
+        checked = found[i]
         unchecked = "no reference" if row["slice"] in config.by_slice else f"no verifier for slice {row['slice']}"
         rows.append(
             {
                 "prompt_id": row["prompt_id"],
                 "sample_index": row["sample_index"],
-                "verifier": config.by_slice[row["slice"]].kind if found else "none",
-                "ok": found.ok if found else None,
-                "score": found.score if found else None,
-                "reason": found.reason if found else unchecked,
+                "verifier": config.by_slice[row["slice"]].kind if checked else "none",
+                "ok": checked.ok if checked else None,
+                "score": checked.score if checked else None,
+                "reason": checked.reason if checked else unchecked,
+                "extracted": checked.extracted if checked else None,
             }
         )
     return rows

@@ -14,10 +14,14 @@ from pydantic import Field, field_validator
 
 from tasks.config import Config
 from tasks.verifiers.base import Verdict
+from tasks.verifiers.code import Code
+from tasks.verifiers.majority import Majority
+from tasks.verifiers.maths import Math
 from tasks.verifiers.number import Number
+from tasks.verifiers.structured import Json
 from tasks.verifiers.text import Contains, Label
 
-Verifier = Annotated[Contains | Label | Number, Field(discriminator="kind")]
+Verifier = Annotated[Contains | Label | Number | Math | Json | Code | Majority, Field(discriminator="kind")]
 
 
 class VerifyConfig(Config):
@@ -32,7 +36,10 @@ class VerifyConfig(Config):
         },
         description="Verifier per slice, by `kind`: `contains` (the reference as a whole word; `case_sensitive`), "
         "`number` (the stated result equals the reference within `tolerance`), `label` (the first of the slice's "
-        "`labels` named is the reference). A bare kind (`capitals: contains`) takes the defaults.",
+        "`labels` named is the reference), `math` (the final expression equals the reference: LaTeX, fractions, "
+        "units), `json` (the answer's JSON validates against `json_schema`; the JSON alone is trained on), `code` "
+        "(the answer's Python passes the reference's tests in a sandbox; `limits`), `majority` (no reference: the "
+        "answer most samples state; `votes_on`). A bare kind (`capitals: contains`) takes the defaults.",
     )
 
     @field_validator("by_slice", mode="before")
@@ -41,6 +48,10 @@ class VerifyConfig(Config):
         if isinstance(value, dict):
             return {name: {"kind": v} if isinstance(v, str) else v for name, v in value.items()}
         return value
+
+    def runs_code(self) -> bool:
+        """Whether a slice's answers are run (in the sandbox, which must then be buildable here)."""
+        return any(isinstance(v, Code) for v in self.by_slice.values())
 
     def slices_needing_labels(self) -> list[str]:
         """Slices whose label verifier has no fixed labels: the source stage computes them."""
@@ -57,12 +68,17 @@ def with_labels(config: VerifyConfig, labels: dict[str, list[str]]) -> VerifyCon
 
 
 def verdict(config: VerifyConfig, row: dict, answer: str) -> Verdict | None:
-    """The slice's verifier's verdict on `answer`; None where the row cannot be checked (no verifier for
-    its slice, or no reference)."""
+    """The slice's verifier's verdict on one answer; None where it cannot be checked alone (no verifier for its
+    slice, no reference where one is needed, a majority vote, which needs the prompt's other samples)."""
     verifier = config.by_slice.get(row["slice"])
-    if verifier is None or not row.get("reference"):
+    if verifier is None or isinstance(verifier, Majority):
+        return None
+    if getattr(verifier, "needs_reference", True) and not row.get("reference"):
         return None
     return verifier.verify(answer, row)
 
 
-__all__ = ["Contains", "Label", "Number", "Verdict", "Verifier", "VerifyConfig", "verdict", "with_labels"]
+__all__ = [
+    "Code", "Contains", "Json", "Label", "Majority", "Math", "Number", "Verdict", "Verifier", "VerifyConfig", "verdict",
+    "with_labels",
+]  # fmt: skip

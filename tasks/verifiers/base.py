@@ -13,6 +13,7 @@ class Verdict(BaseModel):
     ok: bool
     score: float
     reason: str
+    extracted: str | None = None  # what the training row keeps instead of the whole answer (the JSON alone, say)
 
     @classmethod
     def of(cls, ok: bool, reason: str) -> Verdict:

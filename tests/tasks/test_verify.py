@@ -39,3 +39,25 @@ def test_one_verdict_per_sample_with_its_reason_and_best_of_n(tmp_path):
     metrics = result.report.metrics
     assert metrics["unverified"] == 1 and metrics["teacher_sample_accuracy"] == 1 / 3
     assert metrics["prompts_with_a_correct_sample"] == 1 / 2 and metrics["sample_accuracy.math"] == 1 / 3
+
+
+def test_a_majority_slice_is_judged_per_prompt_and_a_json_slice_keeps_its_json(tmp_path):
+    from tasks.filter import FilterConfig, filter_rows
+    from tasks.verifiers import Json, Majority
+
+    rows = [
+        _rollout("p", 0, "17 × 3 = 51", slice_name="vote", reference=None),
+        _rollout("p", 1, "Es ist 48.", slice_name="vote", reference=None),
+        _rollout("p", 2, "The product is 51.", slice_name="vote", reference=None),
+        _rollout("q", 0, "C'est 12.", slice_name="vote", reference=None),  # another prompt: its own vote
+        _rollout("j", 0, 'Sure: {"city": "Kyoto"} (from your order)', slice_name="form", reference=None),
+    ]
+    config = VerifyConfig(by_slice={"vote": Majority(), "form": Json(json_schema={"required": ["city"]})})
+    rollouts = write_dataset(rows, tmp_path / "r.parquet", ROLLOUTS)
+    verdicts = verify(config, rollouts, str(tmp_path)).verdicts
+    found = read_dataset(verdicts)
+    assert [v["ok"] for v in found] == [True, False, True, True, True]
+    assert found[1]["reason"] == "against the majority 51 (2 of 3)" and found[3]["reason"].endswith("(1 of 1)")
+    kept = filter_rows(FilterConfig(drop_truncated=False), rollouts, verdicts, str(tmp_path / "f"))
+    answers = {r["prompt_id"]: r["messages"][-1]["content"] for r in read_dataset(kept.rows)}
+    assert answers["j"] == '{"city": "Kyoto"}'  # the JSON alone, not the prose around it

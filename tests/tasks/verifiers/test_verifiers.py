@@ -33,6 +33,7 @@ def test_each_verifier_says_why():
         "ok": True,
         "score": 1.0,
         "reason": "number matches",
+        "extracted": None,
     }
     assert Number().verify("3 + 4 = 8", _row("7")).reason == "stated 8"
     assert Number().verify("no idea", _row("7")).reason == "no number stated"
