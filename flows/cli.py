@@ -128,10 +128,13 @@ def render_summary(summary) -> str:
 
 
 def _demo_data(args: argparse.Namespace) -> int:
+    from tasks.demo_calibration import write_calibration
     from tasks.demo_traffic import write_demo_traffic
 
     traffic = write_demo_traffic(Path(args.out), rows=args.rows, seed=args.seed)
     print(f"wrote {len(traffic.lines)} log lines ({len(traffic.malformed_lines)} malformed) to {args.out}")
+    calibration = Path(args.out).with_name("judge_calibration.jsonl")
+    print(f"wrote {write_calibration(calibration)} labelled answers for the judge's calibration to {calibration}")
     return 0
 
 

@@ -20,12 +20,15 @@ from tasks.drift import DriftConfig, drift_report
 from tasks.evaluate import EvaluateConfig, ModelScore
 from tasks.export import ExportConfig
 from tasks.filter import FilterConfig, filter_rollouts
+from tasks.funnel import Step, funnel
 from tasks.gate import GateConfig, Promotion, promote_student, versus_champion
+from tasks.judge import JudgeConfig, calibration_digest, judge_rollouts
 from tasks.llm.config import LLMConfig
 from tasks.llm.types import ModelUnavailable
 from tasks.logfile.files import LogError
 from tasks.pii import RedactConfig
 from tasks.redact import redact_prompts
+from tasks.refs import DatasetRef, ModelRef
 from tasks.replay import ReplayConfig, replay_prompts
 from tasks.rollout import RolloutConfig
 from tasks.schedule import ScheduleConfig
@@ -41,6 +44,7 @@ from tasks.tracking import (
     champion,
     flat_params,
     log_dataset,
+    log_funnel,
     log_image,
     log_markdown,
     log_metrics,
@@ -64,7 +68,10 @@ class DistillConfig(Config):
     )
     run_name: str | None = Field(None, description="MLflow run name (default: MLflow picks one).")
     stop_after: (
-        Literal["source", "redact", "decontaminate", "rollout", "verify", "dedup", "filter", "train", "evaluate"] | None
+        Literal[
+            "source", "redact", "decontaminate", "rollout", "verify", "judge", "dedup", "filter", "train", "evaluate"
+        ]
+        | None
     ) = Field(
         None,
         description="Stop after this stage and show what it found: `redact` is a dry run before paying a teacher "
@@ -79,6 +86,7 @@ class DistillConfig(Config):
     replay: ReplayConfig = ReplayConfig()
     decontaminate: DecontaminateConfig = DecontaminateConfig()
     verify: VerifyConfig = VerifyConfig()
+    judge: JudgeConfig = JudgeConfig()
     dedup: DedupConfig = DedupConfig()
     filter: FilterConfig = FilterConfig()
     train: TrainConfig = TrainConfig()
@@ -184,6 +192,17 @@ def distill(config: DistillConfig = DistillConfig()) -> DistillSummary | Stopped
     return summary
 
 
+def _judge(run: Run, cfg: DistillConfig, teacher: ModelRef | None, rollouts: DatasetRef, store: str, work: str):
+    """The judge stage: the teacher judges, greedy, unless `judge.model` names another model."""
+    model = cfg.judge.model or cfg.teacher
+    checkpoint = prepare_teacher(cfg.judge.model, work) if cfg.judge.model else teacher
+    digest = calibration_digest(cfg.judge)
+    judged = log_stage(run, cached(judge_rollouts)(cfg.judge, model, checkpoint, rollouts, digest, store, work))
+    if judged.plot:
+        log_image(run, judged.plot, "judge/calibration.png", "the judge's precision and recall per threshold")
+    return judged
+
+
 def _distill(cfg: DistillConfig, work: str, store: str) -> DistillSummary:
     """The DAG, one line per stage; `log_stage` raises RunStops where the run ends early."""
     with tracked_run(cfg.tracking, work, flat_params(cfg), cfg.run_name, cfg.stop_after) as run:
@@ -207,6 +226,7 @@ def _distill(cfg: DistillConfig, work: str, store: str) -> DistillSummary:
             if cfg.replay.share:
                 replayed = cached(replay_prompts)(cfg.replay, train_prompts, held_out, trained_on, work)
                 train_prompts = log_stage(run, replayed).train_prompts
+        asked = train_prompts
         clean = cached(decontaminate_prompts)(
             cfg.decontaminate, train_prompts, held_out, eval_sets_digest(cfg.decontaminate), work
         )
@@ -219,8 +239,18 @@ def _distill(cfg: DistillConfig, work: str, store: str) -> DistillSummary:
             ),
         )
         verdicts = log_stage(run, cached(verify_rollouts)(verify, rollouts.rollouts, work))
-        unique = log_stage(run, cached(dedup_rollouts)(cfg.dedup, rollouts.rollouts, verdicts.verdicts, work))
-        kept = log_stage(run, cached(filter_rollouts)(cfg.filter, unique.rollouts, verdicts.verdicts, work))
+        judged = _judge(run, cfg, teacher, rollouts.rollouts, store, work) if cfg.judge.slices else None
+        judgments = judged.judgments if judged else None
+        unique = log_stage(
+            run, cached(dedup_rollouts)(cfg.dedup, rollouts.rollouts, verdicts.verdicts, judgments, work)
+        )
+        filtered = cached(filter_rollouts)(cfg.filter, unique.rollouts, verdicts.verdicts, judgments, work)
+        steps = [Step("decontaminate", clean.rejected, "prompt"), Step("rollout", rollouts.rejected, "prompt"),
+                 Step("dedup", unique.rejected, "sample"), Step("filter", filtered.rejected, "sample")]  # fmt: skip
+        precision = judged.report.metrics.get("calibration.precision") if judged else None
+        found = funnel(asked, rollouts.rollouts, filtered.rows, steps)
+        log_funnel(run, found, precision, storage.join(work, "funnel"))  # before the filter's own stop_after
+        kept = log_stage(run, filtered)
         base = prepare_student(cfg.student, teacher, work)
         trained = log_stage(run, placed("train", cfg.placement.train)(cfg.train, base, kept.rows, work))
         scored = log_stage(
@@ -252,7 +282,8 @@ def _distill(cfg: DistillConfig, work: str, store: str) -> DistillSummary:
         promotion = promote_student(
             cfg.gate, run, exported.model.uri, tags, scored.transfer_ratio(), exported.check_passed
         )
-    stages = (sourced, redacted, clean, rollouts, verdicts, unique, kept, trained, scored, exported)
+    stages = (sourced, redacted, clean, rollouts, verdicts, *([judged] if judged else []), unique, kept, trained,
+              scored, exported)  # fmt: skip
     return DistillSummary(
         scores=scored.scores,
         transfer_ratio={name: scored.transfer_ratio(name) for name in scored.scores["teacher"].accuracy},

@@ -7,8 +7,8 @@ would make any two short questions look alike.
 
 Near-duplicates are texts at exact Jaccard similarity >= `near_threshold` over word shingles; MinHash LSH only
 proposes the pairs to check (tasks/minhash.py). A row is dropped only for a row that is kept, never for one
-that was itself dropped; within a group the best row is kept: a verifier pass first, then a complete answer
-(not cut off), then the shortest, then the first. Rejected rows name the row kept in their place and the
+that was itself dropped; within a group the best row is kept: a verifier pass first, then the judge's score, then a
+complete answer (not cut off), then the shortest, then the first. Rejected rows name the row kept in their place and the
 similarity (`near_duplicate:p1/0 jaccard 0.86`).
 """
 
@@ -75,11 +75,22 @@ def _verdict_rank(table: pa.Table, verdicts: pa.Table) -> np.ndarray:
     return np.array([{True: 0, None: 1, False: 2}[ok.get(key)] for key in keys], dtype=np.int64)
 
 
-def best_first(table: pa.Table, verdicts: pa.Table) -> np.ndarray:
-    """Sample indices, the best first: verifier pass, a complete answer, the shortest, then table order."""
+def _judge_score(table: pa.Table, judgments: pa.Table | None) -> np.ndarray:
+    """Per sample: the judge's score (0 where it scored none)."""
+    if judgments is None:
+        return np.zeros(len(table), dtype=np.int64)
+    columns = (judgments[c].to_pylist() for c in ("prompt_id", "sample_index", "score"))
+    scored = {(p, s): v for p, s, v in zip(*columns, strict=True)}
+    keys = zip(table["prompt_id"].to_pylist(), table["sample_index"].to_pylist(), strict=True)
+    return np.array([scored.get(key) or 0 for key in keys], dtype=np.int64)
+
+
+def best_first(table: pa.Table, verdicts: pa.Table, judgments: pa.Table | None = None) -> np.ndarray:
+    """Sample indices, the best first: verifier pass, judge score, a complete answer, the shortest, table order."""
     cut_off = pc.equal(table["finish_reason"], "length").fill_null(False).to_numpy(zero_copy_only=False)
     length = pc.utf8_length(table["completion"]).fill_null(0).to_numpy(zero_copy_only=False)
-    return np.lexsort((np.arange(len(table)), length, cut_off, _verdict_rank(table, verdicts)))
+    judged = -_judge_score(table, judgments)
+    return np.lexsort((np.arange(len(table)), length, cut_off, judged, _verdict_rank(table, verdicts)))
 
 
 def _asked(table: pa.Table) -> list[str]:
@@ -123,9 +134,11 @@ def prompt_reasons(table: pa.Table, order: np.ndarray, config: DedupConfig) -> d
     return {row: dropped[pid] for row, pid in enumerate(ids) if pid in dropped}
 
 
-def dedup_table(config: DedupConfig, table: pa.Table, verdicts: pa.Table) -> tuple[pa.Table, pa.Table]:
+def dedup_table(
+    config: DedupConfig, table: pa.Table, verdicts: pa.Table, judgments: pa.Table | None = None
+) -> tuple[pa.Table, pa.Table]:
     """Kept samples and rejected ones (with a `reason`), each in input order."""
-    order = best_first(table, verdicts)
+    order = best_first(table, verdicts, judgments)
     reasons = (prompt_reasons if config.level == "prompt" else response_reasons)(table, order, config)
     dropped = np.zeros(len(table), dtype=bool)
     dropped[list(reasons)] = True
@@ -134,10 +147,12 @@ def dedup_table(config: DedupConfig, table: pa.Table, verdicts: pa.Table) -> tup
     return table.filter(pa.array(~dropped)), rejected.append_column("reason", why)
 
 
-def dedup(config: DedupConfig, rollouts: DatasetRef, verdicts: DatasetRef, out_uri: str) -> Deduped:
+def dedup(
+    config: DedupConfig, rollouts: DatasetRef, verdicts: DatasetRef, judgments: DatasetRef | None, out_uri: str
+) -> Deduped:
     with Timer() as timer:
         table = read_table(rollouts)
-        kept, rejected = dedup_table(config, table, read_table(verdicts))
+        kept, rejected = dedup_table(config, table, read_table(verdicts), read_table(judgments) if judgments else None)
     report = StageReport(
         stage="dedup",
         rows_in=len(table),
@@ -154,6 +169,9 @@ def dedup(config: DedupConfig, rollouts: DatasetRef, verdicts: DatasetRef, out_u
 
 
 @task(name="dedup_rollouts", **STAGE_TASK)
-def dedup_rollouts(config: DedupConfig, rollouts: DatasetRef, verdicts: DatasetRef, work_dir: str) -> Deduped:
+def dedup_rollouts(
+    config: DedupConfig, rollouts: DatasetRef, verdicts: DatasetRef, judgments: DatasetRef | None, work_dir: str
+) -> Deduped:
     """Drop exact and near-duplicate samples, keeping the best of each group."""
-    return dedup(config, rollouts, verdicts, stage_uri(work_dir, "dedup", config, rollouts, verdicts))
+    uri = stage_uri(work_dir, "dedup", config, rollouts, verdicts, judgments)
+    return dedup(config, rollouts, verdicts, judgments, uri)

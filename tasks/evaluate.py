@@ -21,7 +21,7 @@ from tasks import storage
 from tasks.cache import STAGE_TASK, stage_uri
 from tasks.config import Config
 from tasks.llm.ask import ask, make_backend
-from tasks.llm.config import LLMConfig, SamplingConfig
+from tasks.llm.config import LLMConfig, greedy
 from tasks.llm.local import LocalBackend
 from tasks.llm.store import RequestStore, open_store
 from tasks.llm.types import Backend, Completion, answer_each
@@ -71,10 +71,6 @@ class Evaluated(StageResult):
         """Student accuracy over teacher accuracy (0 when the teacher scores 0)."""
         teacher = self.scores["teacher"].accuracy.get(slice_name, 0.0)
         return self.scores["student"].accuracy.get(slice_name, 0.0) / teacher if teacher else 0.0
-
-
-def greedy(max_new_tokens: int, system_prompt: str | None = None) -> SamplingConfig:
-    return SamplingConfig(temperature=0.0, top_p=1.0, max_new_tokens=max_new_tokens, system_prompt=system_prompt)
 
 
 def accuracy_by_slice(answers: list[dict]) -> dict[str, float]:

@@ -9,8 +9,9 @@ greedily; the slices' verifiers score both, and a drop of more than `max_accurac
 
 from __future__ import annotations
 
+import functools
 import logging
-import os
+import sys
 import warnings
 from pathlib import Path
 
@@ -71,7 +72,13 @@ def _quiet_llmcompressor() -> None:
     logger.disable("llmcompressor")
     logger.disable("compressed_tensors")
     logging.getLogger("torch.fx._symbolic_trace").setLevel(logging.ERROR)
-    os.environ["TQDM_DISABLE"] = "1"
+    import tqdm
+    import tqdm.auto
+
+    bars = (tqdm.tqdm, tqdm.auto.tqdm)  # TQDM_DISABLE is read when tqdm is imported: too late here
+    for name, module in list(sys.modules.items()):
+        if name.startswith("llmcompressor") and getattr(module, "tqdm", None) in bars:
+            module.tqdm = functools.partial(module.tqdm, disable=True)
 
 
 def check_group_size(model_config, group_size: int) -> None:

@@ -1,7 +1,8 @@
 """Filter: keep teacher answers worth learning from, as chat `messages` training rows.
 
 Checked in order, first match wins: empty, too_short, too_long, truncated (hit max_new_tokens),
-refusal, wrong_answer (the verify stage's verdict says no, with its reason). Samples without a
+refusal, wrong_answer (the verify stage's verdict says no, with its reason), judge_below_threshold (the
+judge stage scored it under its calibrated threshold). Samples without a
 verdict are kept (the verify summary counts them). Output `rows.parquet` (schemas.TRAINING_ROWS)
 and `rejected.parquet`.
 The verifier checks the final answer; the chain of thought, when the teacher gives one, goes into the
@@ -51,6 +52,7 @@ class FilterConfig(Config):
     )
     refusal_patterns: list[str] = Field(REFUSALS, description="Regexes (case-insensitive) that mark a refusal.")
     verify: bool = Field(True, description="Drop answers the slice's verifier rejects (see the `verify` section).")
+    judge: bool = Field(True, description="Drop answers the judge scores below its calibrated threshold.")
     include_reasoning: bool = Field(
         True,
         description="Train on the chain of thought too: the assistant turn is `<think>reasoning</think>` + answer.",
@@ -62,8 +64,8 @@ class Filtered(StageResult):
     rejected: DatasetRef
 
 
-def reason_to_drop(config: FilterConfig, row: dict, verdict: dict | None) -> str | None:
-    """Why a rollout is dropped, or None to keep it (`verdict`: its VERDICTS row)."""
+def reason_to_drop(config: FilterConfig, row: dict, verdict: dict | None, judgment: dict | None = None) -> str | None:
+    """Why a rollout is dropped, or None to keep it (`verdict`: its VERDICTS row; `judgment`: its JUDGMENTS row)."""
     answer = row["completion"].strip()
     if not answer:
         return "empty"
@@ -77,6 +79,8 @@ def reason_to_drop(config: FilterConfig, row: dict, verdict: dict | None) -> str
         return "refusal"
     if config.verify and verdict is not None and verdict["ok"] is False:
         return f"wrong_answer: {verdict['reason']}"
+    if config.judge and judgment is not None and judgment["ok"] is False:
+        return f"judge_below_threshold: scored {judgment['score']} < {judgment['threshold']}"
     return None
 
 
@@ -105,11 +109,16 @@ def sample_key(row: dict) -> tuple[str, int]:
     return row["prompt_id"], row["sample_index"]
 
 
-def filter_rows(config: FilterConfig, rollouts: DatasetRef, verdicts: DatasetRef, out_uri: str) -> Filtered:
+def filter_rows(
+    config: FilterConfig, rollouts: DatasetRef, verdicts: DatasetRef, judgments: DatasetRef | None, out_uri: str
+) -> Filtered:
     with Timer() as timer:
         rows = read_dataset(rollouts)
         by_sample = {sample_key(v): v for v in read_dataset(verdicts)}
-        kept, rejected = partition(rows, lambda row: reason_to_drop(config, row, by_sample.get(sample_key(row))))
+        judged = {sample_key(j): j for j in read_dataset(judgments)} if judgments else {}
+        kept, rejected = partition(
+            rows, lambda row: reason_to_drop(config, row, by_sample.get(sample_key(row)), judged.get(sample_key(row)))
+        )
     report = StageReport(
         stage="filter",
         rows_in=len(rows),
@@ -130,6 +139,9 @@ def filter_rows(config: FilterConfig, rollouts: DatasetRef, verdicts: DatasetRef
 
 
 @task(name="filter_rollouts", **STAGE_TASK)
-def filter_rollouts(config: FilterConfig, rollouts: DatasetRef, verdicts: DatasetRef, work_dir: str) -> Filtered:
-    """Drop empty, truncated, refused and wrong answers; write chat rows for training."""
-    return filter_rows(config, rollouts, verdicts, stage_uri(work_dir, "filter", config, rollouts, verdicts))
+def filter_rollouts(
+    config: FilterConfig, rollouts: DatasetRef, verdicts: DatasetRef, judgments: DatasetRef | None, work_dir: str
+) -> Filtered:
+    """Drop empty, truncated, refused, wrong and poorly judged answers; write chat rows for training."""
+    uri = stage_uri(work_dir, "filter", config, rollouts, verdicts, judgments)
+    return filter_rows(config, rollouts, verdicts, judgments, uri)

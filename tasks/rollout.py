@@ -64,7 +64,14 @@ def rollout(
     """Ask the teacher for what the store lacks, then write this run's rollouts from the store."""
     with Timer() as timer:
         train = read_dataset(prompts)
-        by_id = {prompt_id(r["prompt"]): r for r in train}  # repeated prompts are asked once
+        by_id: dict[str, dict] = {}
+        repeated = []  # a prompt asked again in the log is asked of the teacher once, and said so
+        for row in train:
+            pid = prompt_id(row["prompt"])
+            if pid in by_id:
+                repeated.append((pid, row, f"repeated_prompt: the same text as {by_id[pid]['id']}, asked once"))
+            else:
+                by_id[pid] = row
         n = config.samples_per_prompt
         asked = {pid: conversation(row) for pid, row in by_id.items()}
         too_long = over_context(teacher, checkpoint, asked)  # refused here: nothing over-long reaches a model
@@ -101,9 +108,10 @@ def rollout(
                 )
         redacted = _redact_answers(Redactor(redact), rows)
         why = too_long | {pid: f"teacher_rejected: {message}" for pid, message in answers.rejected.items()}
+        rejected = [(pid, by_id[pid], reason) for pid, reason in why.items()] + repeated
         rejected = [
-            {"prompt_id": pid, **{k: by_id[pid][k] for k in ("slice", "prompt", "reference")}, "reason": reason}
-            for pid, reason in why.items()
+            {"prompt_id": pid, **{k: row[k] for k in ("slice", "prompt", "reference")}, "reason": reason}
+            for pid, row, reason in rejected
         ]
     spend = answers.spend
     prompt_tokens = sum(answers.completions[(pid, 0)].prompt_tokens for pid in complete)
@@ -113,7 +121,7 @@ def rollout(
         rows_in=len(train),
         rows_out=len(rows),
         dropped={
-            "repeated_prompt": len(train) - len(by_id),
+            "repeated_prompt": len(repeated),
             "too_long": len(too_long),
             "teacher_rejected": len(answers.rejected),
         },

@@ -102,3 +102,14 @@ VERDICTS = pa.schema(
         ("extracted", pa.string()),  # what training keeps instead of the whole answer (a json verifier's JSON), or null
     ]
 )
+
+# judge -> dedup, filter. The judge's 1-5 score of a sample of a judged slice, against its calibrated threshold.
+JUDGMENTS = pa.schema(
+    [
+        ("prompt_id", pa.string()),
+        ("sample_index", pa.int32()),
+        ("score", pa.int32()),  # null: the judge's reply held no score
+        ("threshold", pa.int32()),
+        ("ok", pa.bool_()),  # score >= threshold; null when unscored
+    ]
+)

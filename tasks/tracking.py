@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field, SecretStr
 
 from tasks import storage
 from tasks.config import Config
+from tasks.funnel import Funnel
 from tasks.refs import DatasetRef
 from tasks.stage import StageReport, StageResult
 from tasks.urls import masked
@@ -284,3 +285,14 @@ def register_version(run: Run, source: str, name: str, tags: dict[str, str]) -> 
 
 def set_alias(run: Run, name: str, alias: str, version: str) -> None:
     _client(run.tracking_uri).set_registered_model_alias(name, alias, version)
+
+
+def log_funnel(run: Run, found: Funnel, judge_precision: float | None, folder_uri: str) -> None:
+    """The run's funnel: a markdown table (MLflow and the Prefect UI), per-slice metrics and a bar chart."""
+    from tasks.funnel import plot
+
+    log_markdown(run, "funnel", "# funnel: from prompts to training rows\n\n" + found.markdown(judge_precision))
+    log_metrics(run, "funnel", found.metrics())
+    uri = storage.join(folder_uri, run.run_id, "funnel.png")
+    storage.write_bytes(plot(found), uri)
+    log_image(run, uri, "funnel/funnel.png", "what became of the teacher's samples, per slice")

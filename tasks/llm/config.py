@@ -25,6 +25,11 @@ class SamplingConfig(Config):
     )
 
 
+def greedy(max_new_tokens: int, system_prompt: str | None = None) -> SamplingConfig:
+    """Deterministic decoding: for scoring, judging and checks, where a sample's luck must not count."""
+    return SamplingConfig(temperature=0.0, top_p=1.0, max_new_tokens=max_new_tokens, system_prompt=system_prompt)
+
+
 class ServerConfig(Config):
     """Where an OpenAI-compatible server lives and how patiently it is asked."""
 

@@ -37,7 +37,8 @@ STAGES = {
 }
 STAGE_TASKS = set(STAGES)
 SUMMARIES = (
-    "source", "redact", "decontaminate", "rollout", "verify", "dedup", "filter", "train", "evaluate", "export", "gate"
+    "source", "redact", "decontaminate", "rollout", "verify", "dedup", "funnel", "filter", "train", "evaluate",
+    "export", "gate",
 )  # fmt: skip
 
 
@@ -292,3 +293,37 @@ def test_a_log_of_chat_messages_rows_distils_end_to_end(runs, tmp_path):
     assert all("<PERSON_1>" in t[1]["content"] and "Aiko" not in str(t) for t in trained_on)
     [answers] = (tmp_path / "work" / "evaluate").rglob("answers.parquet")
     assert {a["model"] for a in pq.read_table(answers).to_pylist()} == {"base", "teacher", "student"}
+
+
+def test_a_judged_slice_is_scored_and_the_funnel_accounts_for_every_sample(runs, tmp_path):
+    """The judge scores one slice (a random teacher judges at random: uncalibrated, said so); per slice, the
+    teacher's samples less every drop the funnel lists are the training rows, and the prompts in less every
+    prompt drop are the prompts the teacher was asked."""
+    from tasks.judge import JudgeConfig
+
+    config, _, _ = runs
+    judged = config.model_copy(
+        update={
+            "work_dir": str(tmp_path / "work"),
+            "stop_after": "filter",
+            "judge": JudgeConfig(slices=["capitals"], allow_uncalibrated=True, uncalibrated_threshold=3),
+        }
+    )
+    stopped = distill(judged, return_state=True).result()
+    run = _mlflow(judged).get_run(stopped.mlflow_run_id)
+    metrics = run.data.metrics
+    assert metrics["judge.rows_in"] == metrics["funnel.teacher_samples.capitals"] > 0
+    assert "uncalibrated" in (_artifact_dir(_mlflow(judged), run.info.run_id) / "summaries" / "judge.md").read_text()
+    funnel = {k.removeprefix("funnel."): v for k, v in metrics.items() if k.startswith("funnel.")}
+    slices = {k.rsplit(".", 1)[1] for k in funnel if k.startswith("training_rows.")}
+    for name in slices | {"all"}:
+        prompt_drops = sum(v for k, v in funnel.items() if k.startswith(("decontaminate.", "rollout.")) and
+                           k.endswith(f".{name}"))  # fmt: skip
+        sample_drops = sum(
+            v for k, v in funnel.items() if k.startswith(("dedup.", "filter.")) and k.endswith(f".{name}")
+        )
+        assert funnel[f"prompts_in.{name}"] - prompt_drops == funnel.get(f"teacher_samples.{name}", 0) / 2  # N = 2
+        assert funnel.get(f"teacher_samples.{name}", 0) - sample_drops == funnel[f"training_rows.{name}"]
+    assert metrics["filter.rows_out"] == funnel["training_rows.all"]
+    artifacts = {a.path for a in _mlflow(judged).list_artifacts(run.info.run_id, "funnel")}
+    assert artifacts == {"funnel/funnel.png"}

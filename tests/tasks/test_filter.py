@@ -58,7 +58,7 @@ def test_stage_writes_chat_rows_and_rejects_with_reasons(tmp_path):
     ]
     verdicts = write_dataset(verdict_rows(VERIFY, rows), tmp_path / "v.parquet", VERDICTS)
     result = filter_rows(
-        FilterConfig(), write_dataset(rows, tmp_path / "in.parquet", ROLLOUTS), verdicts, str(tmp_path)
+        FilterConfig(), write_dataset(rows, tmp_path / "in.parquet", ROLLOUTS), verdicts, None, str(tmp_path)
     )
     kept = read_dataset(result.rows)
     assert [r["messages"] for r in kept] == [
