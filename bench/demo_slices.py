@@ -1,6 +1,6 @@
 """How often the embedded teacher is right, per demo slice: the numbers the demo's phrasings are chosen by.
 
-    .venv/bin/python bench/demo_slices.py [prompts per slice]
+    .venv/bin/python bench/demo_slices.py [prompts per slice] [slice ...]
 
 For each slice of the demo traffic, distinct questions are asked N=4 times at the teacher's default
 sampling and judged by the slice's default verifier. A slice earns its place in the demo when a
@@ -41,13 +41,13 @@ def sample(backend: LocalBackend, asked: list[tuple[str, str]]) -> list[list]:
     return [done[str(i)] for i in range(len(asked))]
 
 
-def main(per_slice: int = 16) -> None:
+def main(per_slice: int = 16, only: list[str] | None = None) -> None:
     teacher = LLMConfig()
     backend = LocalBackend.from_checkpoint(embedded_teacher().uri, teacher.sampling, teacher.batch_size, teacher.seed)
     verify = with_labels(VerifyConfig(), {"sentiment": ["negative", "positive"]})
     print(f"{per_slice} questions per slice x {N} samples (T={teacher.sampling.temperature})")
     print(f"{'slice':<12}{'per sample':>12}{'any of 4':>10}   example answer")
-    for slice_name in SLICE_WEIGHTS:
+    for slice_name in only or SLICE_WEIGHTS:
         asked = questions(slice_name, per_slice)
         completions = sample(backend, asked)
         right = [
@@ -60,4 +60,4 @@ def main(per_slice: int = 16) -> None:
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 16)
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 16, sys.argv[2:])

@@ -101,7 +101,21 @@ SHORT_WORDS = ["cat", "dog", "sun", "red", "box", "hat", "cup", "pen", "map", "b
 UPPERCASE_LETTER_QUESTION = "What is the capital letter for '{}'?"
 UPPERCASE_WORD_QUESTION = 'Write the word "{}" in uppercase letters.'
 
-SLICE_WEIGHTS = {"capitals": 0.35, "sentiment": 0.30, "arithmetic": 0.20, "uppercase": 0.15}
+SLICE_WEIGHTS = {"capitals": 0.30, "sentiment": 0.22, "arithmetic": 0.15, "uppercase": 0.11}
+
+# Slices for the math, json and code verifiers. bench/demo_slices.py measured the embedded teacher on them (12
+# questions x 4 samples): right per sample 0.33 (halves), 0.62 (profile), 0.69 (python): each earns its place.
+HALVES = [(2, 1), (4, 2), (6, 3), (8, 4), (10, 5), (12, 6), (14, 7), (16, 8), (20, 10), (100, 50)]
+FRACTION_QUESTIONS = ["What is half of {}?", "What is {} divided by 2?", "What is 1/2 of {}?"]
+PROFILE_QUESTION = 'Return only a JSON object with the keys "name" and "age" for this person: {} is {} years old.'
+FUNCTIONS = [
+    ("add(a, b)", "returns the sum of a and b", "assert add(2, 3) == 5\nassert add(-1, 1) == 0"),
+    ("double(x)", "returns x times 2", "assert double(4) == 8\nassert double(0) == 0"),
+    ("is_even(n)", "returns True if n is even", "assert is_even(4)\nassert not is_even(7)"),
+    ("square(x)", "returns x squared", "assert square(3) == 9\nassert square(-2) == 4"),
+]
+CODE_QUESTION = "Write a Python function {} that {}."
+SLICE_WEIGHTS |= {"halves": 0.08, "profile": 0.07, "python": 0.07}
 
 FIRST_NAMES = [
     "James",
@@ -180,6 +194,15 @@ def _question(slice_name: str, rng: random.Random) -> tuple[str, str]:
     if slice_name == "arithmetic":
         a, b = rng.randint(1, 9), rng.randint(1, 9)
         return rng.choice(ADDITION_QUESTIONS).format(a, b), str(a + b)
+    if slice_name == "halves":
+        whole, half = rng.choice(HALVES)
+        return rng.choice(FRACTION_QUESTIONS).format(whole), str(half)
+    if slice_name == "profile":
+        name, age = rng.choice(FIRST_NAMES), rng.randint(18, 90)
+        return PROFILE_QUESTION.format(name, age), json.dumps({"name": name, "age": age})
+    if slice_name == "python":
+        signature, does, tests = rng.choice(FUNCTIONS)
+        return CODE_QUESTION.format(signature, does), tests
     if rng.random() < 0.5:
         letter = rng.choice(LETTERS)
         return UPPERCASE_LETTER_QUESTION.format(letter), letter.upper()

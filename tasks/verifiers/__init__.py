@@ -33,6 +33,15 @@ class VerifyConfig(Config):
             "uppercase": Contains(case_sensitive=True),
             "sentiment": Label(),
             "arithmetic": Number(),
+            "halves": Math(),
+            "profile": Json(
+                json_schema={
+                    "type": "object",
+                    "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
+                    "required": ["name", "age"],
+                }
+            ),
+            "python": Code(),
         },
         description="Verifier per slice, by `kind`: `contains` (the reference as a whole word; `case_sensitive`), "
         "`number` (the stated result equals the reference within `tolerance`), `label` (the first of the slice's "

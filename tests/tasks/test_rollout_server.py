@@ -189,7 +189,7 @@ def test_a_killed_flow_loses_at_most_the_requests_in_flight(
     assert len(asked_again) <= max_concurrency  # only what was in flight when it died
     keys = _store_keys(store)
     assert len(keys) == len(set(keys))
-    [train] = (tmp_path / "work" / "redact").rglob("train_prompts.parquet")
+    [train] = (tmp_path / "work" / "decontaminate").rglob("train_prompts.parquet")  # what the teacher is asked
     trained_on = set(pq.read_table(train).column("prompt").to_pylist())
     assert trained_on <= set(before + after)  # every training prompt reached the teacher
     rows = pq.read_table(next((tmp_path / "work" / "rollout").rglob("rollouts.parquet"))).num_rows
