@@ -7,6 +7,8 @@ threshold is set on a labelled calibration set, never guessed.
    often); where none does, the stage fails naming the best it reached. No calibration set: refused unless
    `allow_uncalibrated`, and then every summary says "uncalibrated".
 2. Score: the samples of the slices in `slices`. A sample at or above the threshold passes.
+Comparing two answers (`Judge.compare`, for win rates), each pair is shown in a seeded random order, ties are
+counted, and how often the judge preferred whichever answer came first is reported: 0.5 is no position bias.
 Every request goes through the durable store (purpose `judge`): a judge outage costs a retry, never a paid call
 twice. Output `judgments.parquet` (schemas.JUDGMENTS), which dedup (the best of a group) and the filter read.
 """
@@ -15,8 +17,12 @@ from __future__ import annotations
 
 import hashlib
 import io
+import random
 import re
+from collections import Counter
+from collections.abc import Callable
 from contextlib import closing
+from dataclasses import dataclass
 
 from prefect import task
 from pydantic import Field, model_validator
@@ -172,14 +178,79 @@ class Judge:
         self.config, self.checkpoint, self.store_url = config, checkpoint, store_url
         self.model = model.model_copy(update={"sampling": greedy(config.max_new_tokens)})
 
-    def scores(self, pairs: list[tuple[str, str]]) -> tuple[list[int | None], dict[str, float]]:
-        """A score per (prompt, answer) pair, and what asking cost."""
-        texts = [self.config.rubric.format(prompt=prompt, answer=answer) for prompt, answer in pairs]
+    def replies(self, texts: list[str]) -> tuple[list[str | None], dict[str, float]]:
+        """The judge's reply to each text (None where it refused), and what asking cost."""
         ids = [hashlib.sha256(text.encode()).hexdigest()[:24] for text in texts]
         with closing(open_store(self.store_url)) as store:
             answers = ask(store, PURPOSE, self.model, self.checkpoint, dict(zip(ids, texts, strict=True)), 1)
-        replies = [answers.completions.get((i, 0)) for i in ids]
-        return [judge_score(r.text) if r else None for r in replies], answers.spend.metrics()
+        found = [answers.completions.get((i, 0)) for i in ids]
+        return [c.text if c else None for c in found], answers.spend.metrics()
+
+    def scores(self, pairs: list[tuple[str, str]]) -> tuple[list[int | None], dict[str, float]]:
+        """A score per (prompt, answer) pair, and what asking cost."""
+        replies, spend = self.replies([self.config.rubric.format(prompt=p, answer=a) for p, a in pairs])
+        return [judge_score(r) if r else None for r in replies], spend
+
+    def compare(self, triples: list[tuple[str, str, str]], seed: int = 0) -> Comparison:
+        """x against y for each (prompt, x, y), in a random order per pair (see `compare`)."""
+        return compare(lambda texts: self.replies(texts)[0], triples, seed)
+
+
+PAIRWISE = (
+    "You compare two assistant answers to a user's request.\n"
+    "Which answer is better: more correct, complete and clear? Reply with A, B, or tie only.\n\n"
+    "Request:\n{prompt}\n\nAnswer A:\n{first}\n\nAnswer B:\n{second}\n"
+)
+
+
+def preference(reply: str) -> str | None:
+    """ "A", "B" or "tie" from a pairwise judge's reply, or None."""
+    stated = re.search(r"\b(tie|A|B)\b", reply.strip(), re.IGNORECASE)
+    return None if stated is None else ("tie" if stated.group(1).lower() == "tie" else stated.group(1).upper())
+
+
+@dataclass
+class Comparison:
+    """Pairwise verdicts for (prompt, x, y) pairs, each shown in a random order: x's wins, y's wins, ties, and
+    how often the judge preferred whichever answer it saw first (0.5 is no position bias)."""
+
+    x_wins: int
+    y_wins: int
+    ties: int
+    unparsed: int
+    first_shown_preferred: float
+
+    @property
+    def x_win_rate(self) -> float:
+        """x's wins, ties counting half, over the pairs judged."""
+        judged = self.x_wins + self.y_wins + self.ties
+        return (self.x_wins + self.ties / 2) / judged if judged else 0.0
+
+
+def compare(replies_for: Callable[[list[str]], list[str]], triples: list[tuple[str, str, str]], seed: int = 0):
+    """Judge x against y for each (prompt, x, y), x shown first in a seeded half of the pairs."""
+    rng = random.Random(seed)
+    x_first = [rng.random() < 0.5 for _ in triples]
+    texts = [
+        PAIRWISE.format(prompt=prompt, first=x if first else y, second=y if first else x)
+        for (prompt, x, y), first in zip(triples, x_first, strict=True)
+    ]
+    counts = Counter()
+    for reply, first in zip(replies_for(texts), x_first, strict=True):
+        said = preference(reply or "")
+        if said is None:
+            counts["unparsed"] += 1
+        elif said == "tie":
+            counts["ties"] += 1
+        else:
+            counts["first"] += said == "A"
+            counts["x"] += (said == "A") == first
+            counts["y"] += (said == "A") != first
+    decided = counts["x"] + counts["y"]
+    return Comparison(
+        x_wins=counts["x"], y_wins=counts["y"], ties=counts["ties"], unparsed=counts["unparsed"],
+        first_shown_preferred=counts["first"] / decided if decided else 0.5,
+    )  # fmt: skip
 
 
 def judge(

@@ -129,3 +129,24 @@ def test_a_calibrated_judge_logs_its_curve_and_filters_at_its_threshold(tmp_path
     assert judged.report.metrics["calibration.precision_at_4"] == 18 / 19
     assert [j["ok"] for j in read_dataset(judged.judgments)] == [False, True]
     assert open(judged.plot, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_pairwise_order_is_randomised_ties_counted_and_position_bias_measured():
+    from tasks.judge import compare, preference
+
+    assert [preference(r) for r in ("A", "b.", "Tie", "Answer B is better", "neither")] == ["A", "B", "tie", "B", None]
+    triples = [(f"q{i}", f"good answer {i}", f"poor answer {i}") for i in range(200)]
+
+    def always_first(texts):  # a judge with pure position bias
+        return ["A"] * len(texts)
+
+    biased = compare(always_first, triples, seed=1)
+    assert biased.first_shown_preferred == 1.0 and 0.4 < biased.x_win_rate < 0.6  # its wins split by the coin
+
+    def fair(texts):  # prefers the good answer wherever it is shown, ties on every 10th request
+        return ["tie" if f"q{i}\n" in t and i % 10 == 0 else ("A" if t.index("good") < t.index("poor") else "B")
+                for t, i in zip(texts, range(len(texts)), strict=True)]  # fmt: skip
+
+    judged = compare(fair, triples, seed=1)
+    assert judged.ties == 20 and judged.x_wins == 180 and judged.y_wins == 0
+    assert judged.x_win_rate == (180 + 10) / 200 and 0.4 < judged.first_shown_preferred < 0.6
