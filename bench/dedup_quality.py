@@ -177,7 +177,7 @@ def run_datatrove(texts: list[str], scratch: Path, buckets: int, per_bucket: int
         for i in range(rank * share, min((rank + 1) * share, len(texts))):
             yield Document(text=texts[i], id=str(i))
 
-    common = {"logging_dir": None, "skip_completed": False}
+    common = {"logging_dir": str(scratch / "logs"), "skip_completed": False}
     for pipeline, tasks in (
         ([documents, MinhashDedupSignature(str(scratch / "sigs"), config=config, language=Whitespace())], workers),
         ([MinhashDedupBuckets(str(scratch / "sigs"), str(scratch / "buckets"), config=config)], buckets),

@@ -33,7 +33,7 @@ from tasks.replay import ReplayConfig, replay_prompts
 from tasks.rollout import RolloutConfig
 from tasks.schedule import ScheduleConfig
 from tasks.source import SourceConfig, log_digest, source_prompts
-from tasks.stage import StageReport, dataset_ref
+from tasks.stage import StageReport, dataset_ref, read_table
 from tasks.storage import StorageConfig
 from tasks.student import StudentConfig, prepare_student
 from tasks.teacher import prepare_teacher
@@ -106,6 +106,8 @@ class DistillConfig(Config):
                 "student.init 'prune' needs weights to prune, and a served teacher (teacher.backend 'openai') has "
                 "none here: set student.prune_from to a local copy of its checkpoint, or use student.init 'checkpoint'"
             )
+        if self.stop_after == "judge" and not self.judge.slices:
+            raise ValueError("stop_after 'judge' but no judge.slices: the judge stage would not run, nor the run stop")
         if not storage.is_local(self.work_dir) and self.request_store is None:
             raise ValueError(f"work_dir {self.work_dir} is not on this machine: set request_store (postgresql://…)")
         return self
@@ -170,11 +172,6 @@ def distill(config: DistillConfig = DistillConfig()) -> DistillSummary | Stopped
         check_services(cfg)
     except (storage.StorageError, ServiceDown) as down:  # one line naming the service or field, before any work
         return Failed(name="ServiceDown", message=str(down))
-    try:
-        if cfg.verify.runs_code():
-            check_sandbox()
-    except SandboxUnavailable as missing:  # never run a teacher's code loose, nor pay it for answers left unchecked
-        return Failed(name="SandboxUnavailable", message=str(missing))
     window = fresh_window(cfg.schedule) if cfg.schedule.fresh_traffic else None
     if window:  # the run reads, and logs as its params, the window of fresh traffic
         cfg = cfg.model_copy(update={"source": window.source(cfg.source)})
@@ -184,12 +181,18 @@ def distill(config: DistillConfig = DistillConfig()) -> DistillSummary | Stopped
         return _stopped(stop.run, stop)
     except LogError as unreadable:  # a deployed run has no CLI to check the log first: one line, no traceback
         return Failed(name="LogUnreadable", message=str(unreadable))
+    except SandboxUnavailable as missing:  # never run a teacher's code loose, nor pay it for answers left unchecked
+        return Failed(name="SandboxUnavailable", message=str(missing))
     except ModelUnavailable as down:  # still down after the rollout's retries: which teacher, and its last error
         message = f"the teacher ({cfg.teacher.model}) did not answer: {down}; a retry of this run asks it only for "
         return Failed(name="TeacherUnavailable", message=message + "what the request store lacks")
     if window:
         advance(window.variable, cfg.source.until)
     return summary
+
+
+def slices_in(*datasets: DatasetRef) -> set[str]:
+    return {name for ref in datasets for name in read_table(ref).column("slice").to_pylist()}
 
 
 def _judge(run: Run, cfg: DistillConfig, teacher: ModelRef | None, rollouts: DatasetRef, store: str, work: str):
@@ -226,6 +229,8 @@ def _distill(cfg: DistillConfig, work: str, store: str) -> DistillSummary:
             if cfg.replay.share:
                 replayed = cached(replay_prompts)(cfg.replay, train_prompts, held_out, trained_on, work)
                 train_prompts = log_stage(run, replayed).train_prompts
+        if cfg.verify.code_slices() & slices_in(train_prompts, held_out):
+            check_sandbox()  # before the teacher is paid for answers nobody could check
         asked = train_prompts
         clean = cached(decontaminate_prompts)(
             cfg.decontaminate, train_prompts, held_out, eval_sets_digest(cfg.decontaminate), work

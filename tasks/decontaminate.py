@@ -10,8 +10,9 @@ prompt when it
 A span found in `boilerplate_prompts` or more training prompts is a template (a system prompt, a greeting, "classify
 the sentiment of this review as positive or negative: the …"), not an item leaking: it counts for nothing.
 The sets checked: the run's held-out prompts, and the evaluation sets named in `eval_sets` (a file, glob or
-`s3://` URI of JSONL, CSV or Parquet, with a `prompt` or chat `messages` column). Drops are counted per set
-(`eval_overlap.<set>`); a rejected row names the set, the check and the evaluation row, never its text.
+`s3://` URI of JSONL, CSV or Parquet, with a prompt column, `prompt` unless named, or chat `messages`). Drops
+are counted per set (`eval_overlap.<set>`); a rejected row names the set, the check and the evaluation row,
+never its text. An evaluation prompt shorter than `min_span_words` is checked whole only (exact, near).
 """
 
 from __future__ import annotations
@@ -20,11 +21,11 @@ from collections import Counter
 
 import numpy as np
 from prefect import task
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from tasks import storage
 from tasks.cache import STAGE_TASK, stage_uri
-from tasks.config import Config
+from tasks.config import PLACE, Config
 from tasks.logfile.files import log_files, logs_digest
 from tasks.logfile.read import Rejected, read_log
 from tasks.logfile.rows import Columns, prompt_and_messages
@@ -45,6 +46,13 @@ from tasks.stage import (
 HELD_OUT = "held_out"
 
 
+class EvalSet(Config):
+    """An evaluation set on disk: where it is, and which column holds its prompts."""
+
+    path: str = Field(description="A file, glob or s3:// URI of JSONL, CSV or Parquet.", json_schema_extra=PLACE)
+    prompt_column: str = Field("prompt", description="The prompt's column (a `messages` column is read as chat).")
+
+
 class DecontaminateConfig(Config):
     """Which evaluation prompts training must not see, and how alike counts as seen."""
 
@@ -53,16 +61,27 @@ class DecontaminateConfig(Config):
         0.8, gt=0, le=1, description="Exact Jaccard similarity of 5-word shingles at which a prompt is a near "
         "duplicate of an evaluation prompt (none: no near check).",
     )  # fmt: skip
+    min_span_words: int = Field(
+        4, ge=1, description="An evaluation prompt shorter than this is checked as a whole text only (exact, near), "
+        "not as a span: a one-word question would otherwise claim every prompt with that word.",
+    )  # fmt: skip
     boilerplate_prompts: int = Field(
         5,
         ge=2,
         description="A span shared by this many training prompts or more is a template, not a leak: ignored.",
     )
-    eval_sets: dict[str, str] = Field(
+    eval_sets: dict[str, EvalSet] = Field(
         default={},
-        description="Extra evaluation sets by name: a file, glob or s3:// URI (JSONL, CSV, Parquet) with a `prompt` "
-        "or chat `messages` column, e.g. {gsm8k: s3://evals/gsm8k/test.jsonl}.",
+        description="Extra evaluation sets by name: a file, glob or s3:// URI (JSONL, CSV, Parquet), or {path, "
+        "prompt_column}, e.g. {gsm8k: {path: s3://evals/gsm8k/test.jsonl, prompt_column: question}}.",
     )
+
+    @field_validator("eval_sets", mode="before")
+    @classmethod
+    def _bare_paths(cls, value):
+        if isinstance(value, dict):
+            return {name: {"path": v} if isinstance(v, str) else v for name, v in value.items()}
+        return value
 
 
 class Decontaminated(StageResult):
@@ -70,29 +89,36 @@ class Decontaminated(StageResult):
     rejected: DatasetRef
 
 
-def read_eval_set(path: str) -> tuple[list[str], int]:
+def read_eval_set(name: str, found: EvalSet) -> tuple[list[str], int]:
     """What an evaluation set's rows ask (user turns of chat rows), and how many rows have no prompt (counted in
-    the report, never guessed)."""
+    the report, never guessed). A set with no prompt at all is a mistake, said in one line."""
     prompts, unreadable = [], 0
-    for record in read_log(path):
+    columns = Columns(prompt=found.prompt_column)
+    for record in read_log(found.path):
         if record.fields is None:  # a blank line
             continue
         try:
             if not isinstance(record.fields, dict):
                 raise Rejected(None, "not_object", "not an object")
-            prompt, messages = prompt_and_messages(record.fields, Columns())
+            prompt, messages = prompt_and_messages(record.fields, columns)
             prompts.append(user_text({"prompt": prompt, "messages": messages}))
         except Rejected:
             unreadable += 1
+    if not prompts:
+        raise ValueError(
+            f"decontaminate.eval_sets.{name}: none of its {unreadable} rows has a '{found.prompt_column}' or "
+            "'messages' column: name its prompt column (prompt_column)"
+        )
     return prompts, unreadable
 
 
-def span_lengths(prompts: list[str], n: int) -> dict[int, list[int]]:
-    """{span length: evaluation rows}: n words, or the whole prompt for one shorter than that."""
+def span_lengths(prompts: list[str], n: int, shortest: int) -> dict[int, list[int]]:
+    """{span length: evaluation rows}: n words, or the whole prompt for one shorter than that (and not shorter
+    than `shortest`)."""
     lengths: dict[int, list[int]] = {}
     for row, prompt in enumerate(prompts):
         words = len(normalize_text(prompt).split())
-        if words:
+        if words >= shortest:
             lengths.setdefault(min(words, n), []).append(row)
     return lengths
 
@@ -102,13 +128,17 @@ def shared_spans(train: list[str], evaluation: list[str], length: int, rows: lis
     spans in `boilerplate` training prompts or more are ignored."""
     shingler = Shingler(length)
     known, bounds = shingler.batch([evaluation[r] for r in rows])
-    owner = dict(zip(known.tolist(), np.repeat(rows, np.diff(bounds)).tolist(), strict=True))
+    owner: dict[int, int] = {}
+    for span, row in zip(known.tolist(), np.repeat(rows, np.diff(bounds)).tolist(), strict=True):
+        owner.setdefault(span, row)  # the first evaluation row with it
     hashes, bounds = shingler.batch(train)
     per_prompt = [
         np.unique(hashes[a:b]) if len(normalize_text(text).split()) >= length else np.empty(0, np.uint64)
         for text, a, b in zip(train, bounds[:-1].tolist(), bounds[1:].tolist(), strict=True)
     ]  # a prompt shorter than the span has no span of it
-    spans, counts = np.unique(np.concatenate([*per_prompt, np.empty(0, np.uint64)]), return_counts=True)
+    distinct = {normalize_text(text): spans for text, spans in zip(train, per_prompt, strict=True)}
+    # counted over distinct prompts: a leaked item asked five times is still a leak, not a template
+    spans, counts = np.unique(np.concatenate([*distinct.values(), np.empty(0, np.uint64)]), return_counts=True)
     common = set(spans[counts >= boilerplate].tolist())
     return [next((owner[h] for h in mine.tolist() if h in owner and h not in common), None) for mine in per_prompt]
 
@@ -118,14 +148,17 @@ class Overlap:
 
     def __init__(self, prompts: list[str], config: DecontaminateConfig):
         self.config, self.prompts = config, prompts
-        self.exact = {normalize_text(p): i for i, p in enumerate(prompts)}
+        self.exact: dict[str, int] = {}
+        for row, prompt in enumerate(prompts):
+            self.exact.setdefault(normalize_text(prompt), row)
 
     def first_overlap(self, train: list[str]) -> list[tuple[str, int] | None]:
         """Per training prompt: (check, evaluation row) of its first overlap, or None."""
         found: list[tuple[str, int] | None] = [
             ("exact", row) if (row := self.exact.get(normalize_text(text))) is not None else None for text in train
         ]
-        for length, rows in sorted(span_lengths(self.prompts, self.config.ngram_words).items()):
+        spans_by_length = span_lengths(self.prompts, self.config.ngram_words, self.config.min_span_words)
+        for length, rows in sorted(spans_by_length.items()):
             spans = shared_spans(train, self.prompts, length, rows, self.config.boilerplate_prompts)
             for i, row in enumerate(spans):
                 if found[i] is None and row is not None:
@@ -146,7 +179,7 @@ def decontaminate(
     with Timer() as timer:
         rows = read_dataset(train_prompts)
         sets = {HELD_OUT: ([user_text(r) for r in read_dataset(held_out)], 0)}
-        sets |= {name: read_eval_set(path) for name, path in config.eval_sets.items()}
+        sets |= {name: read_eval_set(name, found) for name, found in config.eval_sets.items()}
         reasons: dict[int, str] = {}
         for name, (prompts, _) in sets.items():
             todo = [i for i in range(len(rows)) if i not in reasons]
@@ -174,7 +207,7 @@ def decontaminate(
 
 def eval_sets_digest(config: DecontaminateConfig) -> str:
     """The evaluation sets by file name and version: a rewritten set changes the cache key."""
-    return logs_digest([f for path in config.eval_sets.values() for f in log_files(path)])
+    return logs_digest([f for found in config.eval_sets.values() for f in log_files(found.path)])
 
 
 @task(name="decontaminate_prompts", **STAGE_TASK)

@@ -1,7 +1,8 @@
 """Dedup: drop teacher samples that repeat another, keeping the best of each group.
 
-`level: response` (default) compares samples by question and answer: the N samples of one prompt often repeat,
-and two prompts asked alike get answers alike. `level: prompt` compares questions: a prompt near-duplicate of a
+`level: response` (default) compares samples by question and answer, each on its own: both must be alike (two
+reviews under one long template, both answered "Negative.", are two examples). The N samples of one prompt often
+repeat, and two prompts asked alike get answers alike. `level: prompt` compares questions: a prompt near-duplicate of a
 kept one goes with all its samples. A chat row's question is its user turns: the system prompt every row shares
 would make any two short questions look alike.
 
@@ -25,7 +26,7 @@ from pydantic import Field
 from tasks import storage
 from tasks.cache import STAGE_TASK, stage_uri
 from tasks.config import Config
-from tasks.minhash import Banding, Duplicates, near_duplicates
+from tasks.minhash import Banding, Duplicates, exact_jaccard, near_duplicates
 from tasks.refs import DatasetRef
 from tasks.schemas import ROLLOUTS
 from tasks.stage import (
@@ -117,8 +118,17 @@ def _reasons(found: Duplicates, names: list[str], kind: str) -> dict[int, str]:
 def response_reasons(table: pa.Table, order: np.ndarray, config: DedupConfig) -> dict[int, str]:
     """{row: reason} for the samples repeating a better kept sample (prompt and answer together)."""
     prompts, completions = _asked(table), table["completion"].to_pylist()
-    texts = [f"{prompts[i]}\n{completions[i]}" for i in order.tolist()]
-    found = near_duplicates(texts, config.near_threshold, config.banding())
+    questions, answers = [prompts[i] for i in order.tolist()], [completions[i] for i in order.tolist()]
+    k = config.shingle_words
+
+    def question_and_answer_alike(positions: list[int], pairs: np.ndarray) -> np.ndarray:
+        # a long shared template would make "Negative." to two different reviews look alike: both parts must be
+        at = np.asarray(positions)[pairs]
+        threshold = config.near_threshold
+        return (exact_jaccard(questions, at, k) >= threshold) & (exact_jaccard(answers, at, k) >= threshold)
+
+    texts = [f"{q}\n{a}" for q, a in zip(questions, answers, strict=True)]
+    found = near_duplicates(texts, config.near_threshold, config.banding(), confirm=question_and_answer_alike)
     keys = _keys(table)
     by_rank = _reasons(found, [keys[i] for i in order.tolist()], "near_duplicate")
     return {int(order[rank]): reason for rank, reason in by_rank.items()}

@@ -107,7 +107,7 @@ SLICE_WEIGHTS = {"capitals": 0.30, "sentiment": 0.22, "arithmetic": 0.15, "upper
 # questions x 4 samples): right per sample 0.33 (halves), 0.62 (profile), 0.69 (python): each earns its place.
 HALVES = [(2, 1), (4, 2), (6, 3), (8, 4), (10, 5), (12, 6), (14, 7), (16, 8), (20, 10), (100, 50)]
 FRACTION_QUESTIONS = ["What is half of {}?", "What is {} divided by 2?", "What is 1/2 of {}?"]
-PROFILE_QUESTION = 'Return only a JSON object with the keys "name" and "age" for this person: {} is {} years old.'
+PROFILE_QUESTION = 'Return only a JSON object with the keys "product" and "price" for: a {} that costs {} dollars.'
 FUNCTIONS = [
     ("add(a, b)", "returns the sum of a and b", "assert add(2, 3) == 5\nassert add(-1, 1) == 0"),
     ("double(x)", "returns x times 2", "assert double(4) == 8\nassert double(0) == 0"),
@@ -197,9 +197,9 @@ def _question(slice_name: str, rng: random.Random) -> tuple[str, str]:
     if slice_name == "halves":
         whole, half = rng.choice(HALVES)
         return rng.choice(FRACTION_QUESTIONS).format(whole), str(half)
-    if slice_name == "profile":
-        name, age = rng.choice(FIRST_NAMES), rng.randint(18, 90)
-        return PROFILE_QUESTION.format(name, age), json.dumps({"name": name, "age": age})
+    if slice_name == "profile":  # a product, not a person: a reference is not redacted, and must hold no PII
+        product, price = rng.choice(PRODUCTS), rng.randint(5, 300)
+        return PROFILE_QUESTION.format(product, price), json.dumps({"product": product, "price": price})
     if slice_name == "python":
         signature, does, tests = rng.choice(FUNCTIONS)
         return CODE_QUESTION.format(signature, does), tests

@@ -79,6 +79,8 @@ def reason_to_drop(config: FilterConfig, row: dict, verdict: dict | None, judgme
         return "refusal"
     if config.verify and verdict is not None and verdict["ok"] is False:
         return f"wrong_answer: {verdict['reason']}"
+    if config.judge and judgment is not None and judgment["score"] is None:
+        return "judge_unscored: the judge's reply held no score"  # calibration counts it as failing too
     if config.judge and judgment is not None and judgment["ok"] is False:
         return f"judge_below_threshold: scored {judgment['score']} < {judgment['threshold']}"
     return None

@@ -33,6 +33,7 @@ from tasks.config import PLACE, Config
 from tasks.llm.ask import ask
 from tasks.llm.config import LLMConfig, greedy
 from tasks.llm.store import open_store
+from tasks.logfile.files import log_files, logs_digest
 from tasks.logfile.read import read_log
 from tasks.refs import DatasetRef, ModelRef
 from tasks.schemas import JUDGMENTS
@@ -40,6 +41,7 @@ from tasks.stage import StageReport, StageResult, Timer, read_dataset, user_text
 
 PURPOSE = "judge"
 SCORES = range(1, 6)
+MIN_PASSED = 3
 RUBRIC = (
     "You grade an assistant's answer to a user's request.\n"
     "Score it from 1 (wrong, unhelpful or unsafe) to 5 (correct, complete and clear).\n"
@@ -95,8 +97,12 @@ class Judged(StageResult):
 
 def judge_score(reply: str) -> int | None:
     """The 1-5 score in a judge's reply ("Score: 4", "4/5", "I'd give it a 4"), or None."""
-    stated = re.search(r"score\s*[:=]?\s*\**\s*([1-5])\b", reply, re.IGNORECASE) or re.search(r"\b([1-5])\b", reply)
-    return int(stated.group(1)) if stated else None
+    stated = re.search(r"score\s*[:=]?\s*\**\s*([1-5])\b", reply, re.IGNORECASE)
+    stated = stated or re.search(r"\b([1-5])\s*/\s*5\b", reply)  # "4/5"
+    if stated:
+        return int(stated.group(1))
+    digits = re.findall(r"\b([1-5])\b", reply)  # the last: "on a scale of 1 to 5, a 4" is a 4
+    return int(digits[-1]) if digits else None
 
 
 def read_calibration(path: str) -> list[dict]:
@@ -137,7 +143,8 @@ def calibration_table(scores: list[int | None], labels: list[bool]) -> list[dict
 
 
 def choose_threshold(table: list[dict], min_precision: float) -> int:
-    reached = [row["threshold"] for row in table if row["passed"] and row["precision"] >= min_precision]
+    # a precision measured on fewer passing answers than this says nothing
+    reached = [row["threshold"] for row in table if row["passed"] >= MIN_PASSED and row["precision"] >= min_precision]
     if reached:
         return min(reached)
     best = max(table, key=lambda row: row["precision"])
@@ -188,7 +195,8 @@ class Judge:
 
     def scores(self, pairs: list[tuple[str, str]]) -> tuple[list[int | None], dict[str, float]]:
         """A score per (prompt, answer) pair, and what asking cost."""
-        replies, spend = self.replies([self.config.rubric.format(prompt=p, answer=a) for p, a in pairs])
+        rubric = self.config.rubric  # replace, not format: a rubric may show JSON braces
+        replies, spend = self.replies([rubric.replace("{prompt}", p).replace("{answer}", a) for p, a in pairs])
         return [judge_score(r) if r else None for r in replies], spend
 
     def compare(self, triples: list[tuple[str, str, str]], seed: int = 0) -> Comparison:
@@ -205,8 +213,10 @@ PAIRWISE = (
 
 def preference(reply: str) -> str | None:
     """ "A", "B" or "tie" from a pairwise judge's reply, or None."""
-    stated = re.search(r"\b(tie|A|B)\b", reply.strip(), re.IGNORECASE)
-    return None if stated is None else ("tie" if stated.group(1).lower() == "tie" else stated.group(1).upper())
+    if re.search(r"\btie\b", reply, re.IGNORECASE):
+        return "tie"
+    stated = re.search(r"\b([AB])\b", reply)  # capitals only: "a" is an article
+    return stated.group(1) if stated else None
 
 
 @dataclass
@@ -316,8 +326,8 @@ def judge(
 
 
 def calibration_digest(config: JudgeConfig) -> str:
-    """The calibration set by content: relabelled rows change the cache key."""
-    return storage.digest(config.calibration) if config.calibration else ""
+    """The calibration set by its files' content: relabelled rows change the cache key."""
+    return logs_digest(log_files(config.calibration)) if config.calibration else ""
 
 
 @task(name="judge_rollouts", **STAGE_TASK)

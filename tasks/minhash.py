@@ -2,9 +2,10 @@
 drift's "has this prompt a near neighbour in earlier traffic".
 
 Banding only proposes candidates, and permissively: at 32 bands of 4 rows a pair at Jaccard 0.8 is proposed
-with probability 1 - 1e-7 (0.5: 0.87). The exact Jaccard of the two texts' shingle sets then decides, so
-neither banding nor the MinHash estimate costs recall near the threshold (datasketch's 9 x 13 proposes a pair
-at 0.8 only 40 % of the time; confirming by the estimate drops true pairs on either side of it).
+with probability 1 - 1e-7 (0.5: 0.87). The exact Jaccard of the two texts' shingle sets then decides, so the
+MinHash estimate costs no recall near the threshold (datasketch's 9 x 13 proposes a pair at 0.8 only 40 % of
+the time; confirming by the estimate drops true pairs on either side of it). One limit: a bucket of more than
+64 texts (boilerplate) pairs each text with its first 64 members only; identical texts are merged before.
 
 All in numpy, a batch of texts at a time: each distinct word hashed once, shingles mixed from word hashes,
 signatures by multiply-shift hashing, band keys kept (16 bytes a band per text), signatures and shingles
@@ -14,7 +15,7 @@ dropped; the shingle sets of the few texts that are candidates are rebuilt to ch
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -125,7 +126,7 @@ class Signer:
         self.fold = rng.integers(1, 2**63, size=banding.rows, dtype=np.uint64) | np.uint64(1)
 
     def signatures(self, shingles: np.ndarray, bounds: np.ndarray) -> np.ndarray:
-        """(texts, permutations) uint32 minima."""
+        """(texts, permutations) minima (32-bit values, as uint64)."""
         texts, perms = len(bounds) - 1, self.banding.permutations
         out = np.empty((perms, texts), dtype=np.uint64)
         buffer = np.empty((PERM_CHUNK, len(shingles)), dtype=np.uint64)
@@ -174,10 +175,8 @@ def candidate_pairs(keys: np.ndarray) -> np.ndarray:
         found.append(np.stack([order[twos], order[twos + 1]], axis=1))
         for start, size in zip(starts[sizes > 2].tolist(), sizes[sizes > 2].tolist(), strict=True):
             members = order[start : start + size]  # stable: in text order, the best first
-            lead = members[: min(size, LARGEST_BUCKET)]
-            i, j = np.triu_indices(size, 1)
-            keep = i < len(lead)
-            found.append(np.stack([members[i[keep]], members[j[keep]]], axis=1))
+            for lead in range(min(size, LARGEST_BUCKET) - 1):  # each of the first members with every later one
+                found.append(np.stack([np.full(size - lead - 1, members[lead]), members[lead + 1 :]], axis=1))
     if not found:
         return np.empty((0, 2), dtype=np.int64)
     pairs = np.sort(np.concatenate(found), axis=1)
@@ -204,9 +203,15 @@ class Duplicates:
         return np.flatnonzero(self.original >= 0)
 
 
-def near_duplicates(texts: Sequence[str], threshold: float, banding: Banding = Banding()) -> Duplicates:
+def near_duplicates(
+    texts: Sequence[str],
+    threshold: float,
+    banding: Banding = Banding(),
+    confirm: Callable[[Sequence[int], np.ndarray], np.ndarray] | None = None,
+) -> Duplicates:
     """Texts at least `threshold` alike (exact Jaccard of word shingles) to an earlier kept text: texts come best
-    first, and each is dropped only for a kept one, never for one that was itself dropped."""
+    first, and each is dropped only for a kept one, never for one that was itself dropped. `confirm(indices,
+    pairs)`: a further test a pair of alike texts must pass (pairs index `indices`, the texts' positions)."""
     n = len(texts)
     original, similarity, exact_copy = np.full(n, -1, dtype=np.int64), np.zeros(n), np.zeros(n, dtype=bool)
     exact: dict[str, int] = {}
@@ -222,6 +227,8 @@ def near_duplicates(texts: Sequence[str], threshold: float, banding: Banding = B
     pairs = candidate_pairs(band_keys(distinct, banding))
     scores = exact_jaccard(distinct, pairs, banding.shingle_words) if len(pairs) else np.zeros(0)
     alike = scores >= threshold
+    if confirm is not None and alike.any():
+        alike[alike] = confirm(unique, pairs[alike])
     verified, scores = pairs[alike], scores[alike]
     order = np.lexsort((verified[:, 0], verified[:, 1]))  # by the later text, then its best partner first
     kept = np.ones(len(distinct), dtype=bool)
@@ -229,6 +236,9 @@ def near_duplicates(texts: Sequence[str], threshold: float, banding: Banding = B
         if kept[early] and kept[late]:  # `early`'s fate is settled: every pair ending at it came before
             kept[late] = False
             original[unique_index[late]], similarity[unique_index[late]] = unique_index[early], score
+    for i in np.flatnonzero(exact_copy).tolist():  # a copy of a text dropped since goes for the text kept instead
+        if original[original[i]] >= 0:
+            original[i], similarity[i], exact_copy[i] = original[original[i]], similarity[original[i]], False
     return Duplicates(original=original, jaccard=similarity, exact=exact_copy, candidates=len(pairs))
 
 
@@ -237,13 +247,24 @@ def near_neighbour_of(
 ) -> np.ndarray:
     """Per query, the index of a corpus text at least `threshold` alike (exact Jaccard of word shingles; the most
     alike), or -1."""
-    texts = [*corpus, *queries]
-    pairs = candidate_pairs(band_keys(texts, banding))
-    across = pairs[(pairs[:, 0] < len(corpus)) & (pairs[:, 1] >= len(corpus))]
-    found, best = np.full(len(queries), -1, dtype=np.int64), np.zeros(len(queries))
+    # identical texts hashed once: traffic repeats itself, and a crowded bucket would cost pairs, not answers
+    first: dict[str, int] = {}
+    for text in [*corpus, *queries]:
+        first.setdefault(normalize_text(text), len(first))
+    distinct = list(first)
+    corpus_ids = np.array([first[normalize_text(t)] for t in corpus], dtype=np.int64)
+    in_corpus = np.zeros(len(distinct), dtype=bool)
+    in_corpus[corpus_ids] = True
+    owner = np.full(len(distinct), -1, dtype=np.int64)
+    owner[corpus_ids[::-1]] = np.arange(len(corpus))[::-1]  # a distinct text's first corpus position
+    best = np.where(in_corpus, 1.0, 0.0)
+    nearest = owner.copy()  # a text in the corpus is its own nearest neighbour
+    pairs = candidate_pairs(band_keys(distinct, banding))
+    across = pairs[in_corpus[pairs[:, 0]] != in_corpus[pairs[:, 1]]]
     if len(across):
-        scores = exact_jaccard(texts, across, banding.shingle_words)
-        for (known, query), score in zip(across.tolist(), scores.tolist(), strict=True):
-            if score >= threshold and score > best[query - len(corpus)]:
-                found[query - len(corpus)], best[query - len(corpus)] = known, score
-    return found
+        scores = exact_jaccard(distinct, across, banding.shingle_words)
+        for (a, b), score in zip(across.tolist(), scores.tolist(), strict=True):
+            known, query = (a, b) if in_corpus[a] else (b, a)
+            if score >= threshold and score > best[query]:
+                nearest[query], best[query] = owner[known], score
+    return np.array([nearest[first[normalize_text(q)]] for q in queries], dtype=np.int64)

@@ -39,7 +39,11 @@ def verdict_rows(config: VerifyConfig, rollouts: list[dict]) -> list[dict]:
     rows = []
     for i, row in enumerate(rollouts):
         checked = found[i]
-        unchecked = "no reference" if row["slice"] in config.by_slice else f"no verifier for slice {row['slice']}"
+        verifier = config.by_slice.get(row["slice"])
+        if verifier is None:
+            unchecked = f"no verifier for slice {row['slice']}"
+        else:
+            unchecked = "too few samples state an answer to vote" if isinstance(verifier, Majority) else "no reference"
         rows.append(
             {
                 "prompt_id": row["prompt_id"],

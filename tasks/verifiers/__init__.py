@@ -37,8 +37,8 @@ class VerifyConfig(Config):
             "profile": Json(
                 json_schema={
                     "type": "object",
-                    "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
-                    "required": ["name", "age"],
+                    "properties": {"product": {"type": "string"}, "price": {"type": "number"}},
+                    "required": ["product", "price"],
                 }
             ),
             "python": Code(),
@@ -58,9 +58,9 @@ class VerifyConfig(Config):
             return {name: {"kind": v} if isinstance(v, str) else v for name, v in value.items()}
         return value
 
-    def runs_code(self) -> bool:
-        """Whether a slice's answers are run (in the sandbox, which must then be buildable here)."""
-        return any(isinstance(v, Code) for v in self.by_slice.values())
+    def code_slices(self) -> set[str]:
+        """The slices whose answers are run (in the sandbox, which must then be buildable here)."""
+        return {name for name, v in self.by_slice.items() if isinstance(v, Code)}
 
     def slices_needing_labels(self) -> list[str]:
         """Slices whose label verifier has no fixed labels: the source stage computes them."""

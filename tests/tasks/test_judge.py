@@ -29,6 +29,7 @@ from tasks.stage import read_dataset, write_dataset
         ("**Score**: 2 — the answer names the wrong city.", 2),
         ("I'd give it a 3.", 3),
         ("Note: 4/5", 4),
+        ("On a scale of 1 to 5, a 4.", 4),
         ("Score : 1", 1),
         ("The answer is good.", None),
         ("Score: 7", None),
@@ -39,14 +40,16 @@ def test_the_score_is_read_from_the_many_ways_a_judge_replies(reply, score):
 
 
 def test_the_threshold_is_the_lowest_score_reaching_the_precision_asked():
-    labels = [True, True, True, False, False, True, False, False]
-    scores = [5, 4, 3, 4, 2, 5, 1, None]  # an unscored answer does not pass
+    labels = [True, True, True, False, False, True, False, False, True]
+    scores = [5, 4, 3, 4, 2, 5, 1, None, 5]  # an unscored answer does not pass
     table = calibration_table(scores, labels)
     at = {row["threshold"]: row for row in table}
-    assert at[3]["precision"] == 4 / 5 and at[3]["recall"] == 1.0 and at[3]["accuracy"] == 7 / 8
-    assert at[4]["precision"] == 3 / 4 and at[5]["precision"] == 1.0
-    assert choose_threshold(table, 0.8) == 3  # 4 has less precision than 3 here: the lowest that reaches it
+    assert at[3]["precision"] == 5 / 6 and at[3]["recall"] == 1.0 and at[3]["accuracy"] == 8 / 9
+    assert at[4]["precision"] == 4 / 5 and at[5]["precision"] == 1.0
+    assert choose_threshold(table, 0.82) == 3  # 4 has less precision than 3 here: the lowest that reaches it
     assert choose_threshold(table, 0.9) == 5
+    with pytest.raises(JudgeUncalibrated):  # one passing answer is no precision at all
+        choose_threshold(calibration_table([5, 1, 1, 1], [True, False, True, False]), 0.9)
     with pytest.raises(
         JudgeUncalibrated, match=r"reaches precision 0.90 at no threshold .*\(best 0.50 at score >= 1\)"
     ):
@@ -134,7 +137,8 @@ def test_a_calibrated_judge_logs_its_curve_and_filters_at_its_threshold(tmp_path
 def test_pairwise_order_is_randomised_ties_counted_and_position_bias_measured():
     from tasks.judge import compare, preference
 
-    assert [preference(r) for r in ("A", "b.", "Tie", "Answer B is better", "neither")] == ["A", "B", "tie", "B", None]
+    replies = ("A", "b.", "Tie", "Answer B is better", "neither", "It's a tie", "a fine answer")
+    assert [preference(r) for r in replies] == ["A", None, "tie", "B", None, "tie", None]
     triples = [(f"q{i}", f"good answer {i}", f"poor answer {i}") for i in range(200)]
 
     def always_first(texts):  # a judge with pure position bias

@@ -56,8 +56,9 @@ def test_a_majority_slice_is_judged_per_prompt_and_a_json_slice_keeps_its_json(t
     rollouts = write_dataset(rows, tmp_path / "r.parquet", ROLLOUTS)
     verdicts = verify(config, rollouts, str(tmp_path)).verdicts
     found = read_dataset(verdicts)
-    assert [v["ok"] for v in found] == [True, False, True, True, True]
-    assert found[1]["reason"] == "against the majority 51 (2 of 3)" and found[3]["reason"].endswith("(1 of 1)")
+    assert [v["ok"] for v in found] == [True, False, True, None, True]
+    assert found[1]["reason"] == "against the majority 51 (2 of 3)"
+    assert found[3]["reason"] == "too few samples state an answer to vote"  # one sample is no majority
     kept = filter_rows(FilterConfig(drop_truncated=False), rollouts, verdicts, None, str(tmp_path / "f"))
     answers = {r["prompt_id"]: r["messages"][-1]["content"] for r in read_dataset(kept.rows)}
     assert answers["j"] == '{"city": "Kyoto"}'  # the JSON alone, not the prose around it

@@ -47,6 +47,11 @@ def test_a_right_answer_passes_and_a_wrong_one_names_the_failure():
     wrong = "```python\ndef add(a, b):\n    return a - b\n```"
     assert Code(limits=FAST).verify(wrong, _row()).reason == "AssertionError"
     assert Code(limits=FAST).verify("def add(a, b) return a + b", _row()).reason.startswith("SyntaxError")
+    for early_exit in ("import sys\nsys.exit(0)", "raise SystemExit", "import os\nos._exit(0)"):
+        skipped = f"```python\ndef add(a, b):\n    return a - b\n\n{early_exit}\n```"
+        assert not Code(limits=FAST).verify(skipped, _row()).ok, early_exit  # never a pass by skipping the tests
+    main_guarded = "def add(a, b):\n    return a + b\n\nif __name__ == '__main__':\n    print(add(1, 2))\n    input()"
+    assert Code(limits=FAST).verify(main_guarded, _row()).ok  # its demo block stays out
     assert verdict(VerifyConfig(by_slice={"code": Code(limits=FAST)}), _row(), right).ok
 
 
