@@ -104,10 +104,11 @@ UPPERCASE_WORD_QUESTION = 'Write the word "{}" in uppercase letters.'
 SLICE_WEIGHTS = {"capitals": 0.30, "sentiment": 0.22, "arithmetic": 0.15, "uppercase": 0.11}
 
 # Slices for the math, json and code verifiers. bench/demo_slices.py measured the embedded teacher on them (12
-# questions x 4 samples): right per sample 0.33 (halves), 0.62 (profile), 0.69 (python): each earns its place.
+# questions x 4 samples): right per sample 0.33 (halves), 0.45 (place), 0.69 (python): each earns its place. (A
+# person's name and age scored 0.62, but a name is PII, and a product and price 0.04: the teacher wrote code.)
 HALVES = [(2, 1), (4, 2), (6, 3), (8, 4), (10, 5), (12, 6), (14, 7), (16, 8), (20, 10), (100, 50)]
 FRACTION_QUESTIONS = ["What is half of {}?", "What is {} divided by 2?", "What is 1/2 of {}?"]
-PROFILE_QUESTION = 'Return only a JSON object with the keys "product" and "price" for: a {} that costs {} dollars.'
+PLACE_QUESTION = 'Write a JSON object with the keys "city" and "country": {} is in {}.'
 FUNCTIONS = [
     ("add(a, b)", "returns the sum of a and b", "assert add(2, 3) == 5\nassert add(-1, 1) == 0"),
     ("double(x)", "returns x times 2", "assert double(4) == 8\nassert double(0) == 0"),
@@ -115,7 +116,7 @@ FUNCTIONS = [
     ("square(x)", "returns x squared", "assert square(3) == 9\nassert square(-2) == 4"),
 ]
 CODE_QUESTION = "Write a Python function {} that {}."
-SLICE_WEIGHTS |= {"halves": 0.08, "profile": 0.07, "python": 0.07}
+SLICE_WEIGHTS |= {"halves": 0.08, "place": 0.07, "python": 0.07}
 
 FIRST_NAMES = [
     "James",
@@ -197,9 +198,10 @@ def _question(slice_name: str, rng: random.Random) -> tuple[str, str]:
     if slice_name == "halves":
         whole, half = rng.choice(HALVES)
         return rng.choice(FRACTION_QUESTIONS).format(whole), str(half)
-    if slice_name == "profile":  # a product, not a person: a reference is not redacted, and must hold no PII
-        product, price = rng.choice(PRODUCTS), rng.randint(5, 300)
-        return PROFILE_QUESTION.format(product, price), json.dumps({"product": product, "price": price})
+    if slice_name == "place":  # a place, not a person: a reference is not redacted, and must hold no PII
+        country = rng.choice(list(CAPITALS))
+        city = CAPITALS[country]
+        return PLACE_QUESTION.format(city, country), json.dumps({"city": city, "country": country})
     if slice_name == "python":
         signature, does, tests = rng.choice(FUNCTIONS)
         return CODE_QUESTION.format(signature, does), tests

@@ -34,11 +34,11 @@ class VerifyConfig(Config):
             "sentiment": Label(),
             "arithmetic": Number(),
             "halves": Math(),
-            "profile": Json(
+            "place": Json(
                 json_schema={
                     "type": "object",
-                    "properties": {"product": {"type": "string"}, "price": {"type": "number"}},
-                    "required": ["product", "price"],
+                    "properties": {"city": {"type": "string"}, "country": {"type": "string"}},
+                    "required": ["city", "country"],
                 }
             ),
             "python": Code(),
