@@ -8,7 +8,6 @@ prompt's text.
 
 from __future__ import annotations
 
-import io
 from collections import Counter
 
 from prefect import task
@@ -18,6 +17,7 @@ from tasks import storage
 from tasks.cache import retry_if_transient
 from tasks.config import Config
 from tasks.minhash import Banding, near_neighbour_of
+from tasks.plots import figure, png
 from tasks.refs import DatasetRef
 from tasks.stage import StageReport, StageResult, Timer, read_dataset, user_text
 
@@ -54,14 +54,9 @@ def without_neighbour(now: list[str], then: list[str], config: DriftConfig) -> f
 
 
 def plot(then: list[dict], now: list[dict], champion: str) -> bytes:
-    import matplotlib
-
-    matplotlib.use("Agg")  # no display on a worker
-    import matplotlib.pyplot as plt
-
     before, after = shares(then), shares(now)
     names = sorted(set(before) | set(after))
-    figure, (mix, lengths) = plt.subplots(1, 2, figsize=(11, 4))
+    drawn, (mix, lengths) = figure(ncols=2, figsize=(11, 4))
     x = range(len(names))
     mix.bar([i - 0.2 for i in x], [before.get(n, 0) for n in names], 0.4, label=f"champion (v{champion})")
     mix.bar([i + 0.2 for i in x], [after.get(n, 0) for n in names], 0.4, label="this run")
@@ -74,11 +69,7 @@ def plot(then: list[dict], now: list[dict], champion: str) -> bytes:
     lengths.set_xlabel("prompt length (characters)")
     lengths.set_title("prompt lengths")
     lengths.legend()
-    figure.tight_layout()
-    out = io.BytesIO()
-    figure.savefig(out, format="png", dpi=100)
-    plt.close(figure)
-    return out.getvalue()
+    return png(drawn)
 
 
 def drift(config: DriftConfig, prompts: DatasetRef, champion_prompts: str, champion: str, out_uri: str) -> Drift:

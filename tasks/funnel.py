@@ -6,10 +6,10 @@ reason), so the funnel cannot disagree with them: prompts until the teacher answ
 
 from __future__ import annotations
 
-import io
 from collections import Counter
 from dataclasses import dataclass
 
+from tasks.plots import figure, png
 from tasks.refs import DatasetRef
 from tasks.stage import read_table
 
@@ -79,14 +79,9 @@ def funnel(prompts: DatasetRef, samples: DatasetRef, rows: DatasetRef, steps: li
 
 def plot(found: Funnel) -> bytes:
     """Per slice, the teacher's samples as a bar split into the training rows and each reason they were dropped."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     drops = [(label, counts) for label, unit, counts in found.lines if unit == "sample" and label.count(": ")]
     kept = next(counts for label, _, counts in found.lines if label == "training rows")
-    figure, axes = plt.subplots(figsize=(9, 1.2 + 0.5 * len(found.slices)))
+    drawn, axes = figure(figsize=(9, 1.2 + 0.5 * len(found.slices)))
     left = [0] * len(found.slices)
     for label, counts in [("training rows", kept), *drops]:
         widths = [abs(counts[name]) for name in found.slices]
@@ -95,8 +90,4 @@ def plot(found: Funnel) -> bytes:
     axes.set_xlabel("teacher samples")
     axes.set_title("what became of the teacher's samples")
     axes.legend(loc="upper center", bbox_to_anchor=(0.5, -0.25), ncol=3, fontsize=8)
-    figure.tight_layout()
-    out = io.BytesIO()
-    figure.savefig(out, format="png", dpi=100, bbox_inches="tight")
-    plt.close(figure)
-    return out.getvalue()
+    return png(drawn, bbox_inches="tight")

@@ -16,7 +16,6 @@ twice. Output `judgments.parquet` (schemas.JUDGMENTS), which dedup (the best of 
 from __future__ import annotations
 
 import hashlib
-import io
 import random
 import re
 from collections import Counter
@@ -35,6 +34,7 @@ from tasks.llm.config import LLMConfig, greedy
 from tasks.llm.store import open_store
 from tasks.logfile.files import log_files, logs_digest
 from tasks.logfile.read import read_log
+from tasks.plots import figure, png
 from tasks.refs import DatasetRef, ModelRef
 from tasks.schemas import JUDGMENTS
 from tasks.stage import StageReport, StageResult, Timer, read_dataset, user_text, write_dataset
@@ -156,12 +156,7 @@ def choose_threshold(table: list[dict], min_precision: float) -> int:
 
 
 def plot(table: list[dict], min_precision: float) -> bytes:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axes = plt.subplots(figsize=(6, 4))
+    drawn, axes = figure(figsize=(6, 4))
     thresholds = [row["threshold"] for row in table]
     for metric in ("precision", "recall", "accuracy"):
         axes.plot(thresholds, [row[metric] for row in table], marker="o", label=metric)
@@ -171,11 +166,7 @@ def plot(table: list[dict], min_precision: float) -> bytes:
     axes.set_ylim(0, 1.05)
     axes.set_title("judge on its calibration set")
     axes.legend()
-    figure.tight_layout()
-    out = io.BytesIO()
-    figure.savefig(out, format="png", dpi=100)
-    plt.close(figure)
-    return out.getvalue()
+    return png(drawn)
 
 
 class Judge:
