@@ -14,7 +14,7 @@ from flows.preflight import ServiceDown, check_services
 from tasks import storage
 from tasks.cache import cached
 from tasks.config import Config
-from tasks.decontaminate import DecontaminateConfig, decontaminate_prompts, eval_sets_digest
+from tasks.decontaminate import DecontaminateConfig, EvalSetUnreadable, decontaminate_prompts, eval_sets_digest
 from tasks.dedup import DedupConfig, dedup_rollouts
 from tasks.drift import DriftConfig, drift_report
 from tasks.evaluate import EvaluateConfig, ModelScore
@@ -22,7 +22,7 @@ from tasks.export import ExportConfig
 from tasks.filter import FilterConfig, filter_rollouts
 from tasks.funnel import Step, funnel
 from tasks.gate import GateConfig, Promotion, promote_student, versus_champion
-from tasks.judge import JudgeConfig, calibration_digest, judge_rollouts
+from tasks.judge import JudgeConfig, JudgeUncalibrated, calibration_digest, judge_rollouts
 from tasks.llm.config import LLMConfig
 from tasks.llm.types import ModelUnavailable
 from tasks.logfile.files import LogError
@@ -183,6 +183,8 @@ def distill(config: DistillConfig = DistillConfig()) -> DistillSummary | Stopped
         return Failed(name="LogUnreadable", message=str(unreadable))
     except SandboxUnavailable as missing:  # never run a teacher's code loose, nor pay it for answers left unchecked
         return Failed(name="SandboxUnavailable", message=str(missing))
+    except (JudgeUncalibrated, EvalSetUnreadable) as mistake:  # the config's data, not a bug: one line, no traceback
+        return Failed(name=type(mistake).__name__, message=str(mistake))
     except ModelUnavailable as down:  # still down after the rollout's retries: which teacher, and its last error
         message = f"the teacher ({cfg.teacher.model}) did not answer: {down}; a retry of this run asks it only for "
         return Failed(name="TeacherUnavailable", message=message + "what the request store lacks")

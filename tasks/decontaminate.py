@@ -84,6 +84,10 @@ class DecontaminateConfig(Config):
         return value
 
 
+class EvalSetUnreadable(ValueError):
+    """An evaluation set with no prompt to compare with: one line naming the set and the column."""
+
+
 class Decontaminated(StageResult):
     train_prompts: DatasetRef
     rejected: DatasetRef
@@ -105,7 +109,7 @@ def read_eval_set(name: str, found: EvalSet) -> tuple[list[str], int]:
         except Rejected:
             unreadable += 1
     if not prompts:
-        raise ValueError(
+        raise EvalSetUnreadable(
             f"decontaminate.eval_sets.{name}: none of its {unreadable} rows has a '{found.prompt_column}' or "
             "'messages' column: name its prompt column (prompt_column)"
         )

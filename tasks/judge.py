@@ -85,7 +85,8 @@ class JudgeConfig(Config):
 
 
 class JudgeUncalibrated(ValueError):
-    """The judge reaches the precision asked for at no threshold: one line, the best it reached."""
+    """No threshold can be trusted: the judge reaches the precision asked for at none (one line, the best it
+    reached), or its calibration set cannot be read (the row at fault)."""
 
 
 class Judged(StageResult):
@@ -114,13 +115,13 @@ def read_calibration(path: str) -> list[dict]:
         fields = record.fields if isinstance(record.fields, dict) else {}
         missing = [name for name in ("prompt", "answer", "label") if fields.get(name) in (None, "")]
         if missing:
-            raise ValueError(f"judge.calibration {record.where}: no {', '.join(missing)}")
+            raise JudgeUncalibrated(f"judge.calibration {record.where}: no {', '.join(missing)}")
         label = str(fields["label"]).strip().lower()
         if label not in GOOD | BAD:
-            raise ValueError(f"judge.calibration {record.where}: label {fields['label']!r} is not good or bad")
+            raise JudgeUncalibrated(f"judge.calibration {record.where}: label {fields['label']!r} is not good or bad")
         rows.append({"prompt": str(fields["prompt"]), "answer": str(fields["answer"]), "label": label in GOOD})
     if not any(r["label"] for r in rows) or all(r["label"] for r in rows):
-        raise ValueError(f"judge.calibration {path}: needs good and bad answers to measure precision and recall")
+        raise JudgeUncalibrated(f"judge.calibration {path}: needs good and bad answers to measure precision and recall")
     return rows
 
 

