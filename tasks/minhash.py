@@ -163,6 +163,11 @@ def band_keys(texts: Sequence[str], banding: Banding, workers: int = 2) -> np.nd
     return keys
 
 
+def _identity(text: str) -> bytes:
+    """A text's identity once normalised, in 16 bytes."""
+    return hashlib.blake2b(normalize_text(text).encode(), digest_size=16).digest()
+
+
 def candidate_pairs(keys: np.ndarray) -> np.ndarray:
     """(pairs, 2) int64 index pairs i < j that share at least one band key, each pair once."""
     found = []
@@ -214,10 +219,10 @@ def near_duplicates(
     pairs)`: a further test a pair of alike texts must pass (pairs index `indices`, the texts' positions)."""
     n = len(texts)
     original, similarity, exact_copy = np.full(n, -1, dtype=np.int64), np.zeros(n), np.zeros(n, dtype=bool)
-    exact: dict[str, int] = {}
+    exact: dict[bytes, int] = {}  # by a digest of the normalised text: a million texts are not copied into a dict
     unique = []
     for i, text in enumerate(texts):  # identical texts need no hashing, and would crowd the buckets
-        first = exact.setdefault(normalize_text(text), i)
+        first = exact.setdefault(_identity(text), i)
         if first == i:
             unique.append(i)
         else:
@@ -248,11 +253,12 @@ def near_neighbour_of(
     """Per query, the index of a corpus text at least `threshold` alike (exact Jaccard of word shingles; the most
     alike), or -1."""
     # identical texts hashed once: traffic repeats itself, and a crowded bucket would cost pairs, not answers
-    first: dict[str, int] = {}
+    first: dict[bytes, int] = {}
+    distinct: list[str] = []
     for text in [*corpus, *queries]:
-        first.setdefault(normalize_text(text), len(first))
-    distinct = list(first)
-    corpus_ids = np.array([first[normalize_text(t)] for t in corpus], dtype=np.int64)
+        if first.setdefault(_identity(text), len(distinct)) == len(distinct):
+            distinct.append(text)
+    corpus_ids = np.array([first[_identity(t)] for t in corpus], dtype=np.int64)
     in_corpus = np.zeros(len(distinct), dtype=bool)
     in_corpus[corpus_ids] = True
     owner = np.full(len(distinct), -1, dtype=np.int64)
@@ -267,4 +273,4 @@ def near_neighbour_of(
             known, query = (a, b) if in_corpus[a] else (b, a)
             if score >= threshold and score > best[query]:
                 nearest[query], best[query] = owner[known], score
-    return np.array([nearest[first[normalize_text(q)]] for q in queries], dtype=np.int64)
+    return np.array([nearest[first[_identity(q)]] for q in queries], dtype=np.int64)

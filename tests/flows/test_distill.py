@@ -208,8 +208,8 @@ def test_the_same_run_in_another_work_dir_is_served_from_cache(runs, tmp_path):
 def test_a_changed_filter_field_recomputes_filter_and_after_only(runs, tmp_path):
     config, _, _ = runs
     baseline = _outputs(Path(config.work_dir))
-    [kept] = (Path(config.work_dir) / "dedup").rglob("rollouts.parquet")
-    shortest = min(len(c.strip()) for c in pq.read_table(kept).column("completion").to_pylist())
+    [kept] = (Path(config.work_dir) / "filter").rglob("rows.parquet")  # what training got: drop one of those
+    shortest = min(len(m[-1]["content"]) for m in pq.read_table(kept).column("messages").to_pylist())
     stricter = config.filter.model_copy(update={"min_chars": shortest + 1})  # drops at least one answer
     states, written = _rerun(config, work_dir=str(tmp_path / "w"), filter=stricter)
     _assert_recomputed_from("filter_rollouts", states, written, baseline)
