@@ -100,9 +100,10 @@ class Shingler:
             shingles += padded[np.where(at < last, at, len(words))] * self.mix[j]
         return _avalanche(shingles), bounds
 
-    def sets(self, texts: Sequence[str]) -> list[set[int]]:
+    def sets(self, texts: Sequence[str]) -> list[np.ndarray]:
+        """Each text's distinct shingle hashes, sorted (8 bytes a shingle; a Python set of ints takes ten times it)."""
         shingles, bounds = self.batch(texts)
-        return [set(shingles[a:b].tolist()) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+        return [np.unique(shingles[a:b]) for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True)]
 
 
 def _avalanche(x: np.ndarray) -> np.ndarray:
@@ -192,7 +193,11 @@ def exact_jaccard(texts: Sequence[str], pairs: np.ndarray, shingle_words: int) -
     """The exact Jaccard similarity of each pair's shingle sets."""
     involved = np.unique(pairs)
     sets = dict(zip(involved.tolist(), Shingler(shingle_words).sets([texts[i] for i in involved]), strict=True))
-    return np.array([len(sets[i] & sets[j]) / len(sets[i] | sets[j]) for i, j in pairs.tolist()], dtype=float)
+    similarity = np.empty(len(pairs))
+    for n, (i, j) in enumerate(pairs.tolist()):
+        shared = len(np.intersect1d(sets[i], sets[j], assume_unique=True))
+        similarity[n] = shared / (len(sets[i]) + len(sets[j]) - shared)
+    return similarity
 
 
 @dataclass
