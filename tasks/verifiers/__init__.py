@@ -37,8 +37,8 @@ class VerifyConfig(Config):
             "place": Json(
                 json_schema={
                     "type": "object",
-                    "properties": {"city": {"type": "string"}, "country": {"type": "string"}},
-                    "required": ["city", "country"],
+                    "properties": {"country": {"type": "string"}, "capital": {"type": "string"}},
+                    "required": ["country", "capital"],
                 }
             ),
             "python": Code(),
