@@ -67,7 +67,9 @@ def test_near_neighbours_name_the_most_alike_corpus_text():
     assert near_neighbour_of(queries, corpus, 0.5, Banding.for_threshold(0.5, 3)).tolist() == [0, -1]
 
 
-@pytest.mark.parametrize("threshold", [0.5, 0.8, 0.9])
-def test_banding_for_a_threshold_proposes_nearly_every_pair_at_it(threshold):
+@pytest.mark.parametrize(("threshold", "bands", "rows"), [(0.5, 64, 2), (0.8, 25, 5), (0.9, 16, 8)])
+def test_banding_for_a_threshold_takes_the_most_rows_that_still_propose_nearly_every_pair(threshold, bands, rows):
     banding = Banding.for_threshold(threshold, 5)
-    assert banding.permutations <= 128 and banding.proposal_rate(threshold) >= 0.999
+    assert (banding.bands, banding.rows) == (bands, rows)
+    assert banding.proposal_rate(threshold) >= 0.999  # and one more row per band would not
+    assert Banding(5, 128 // (rows + 1), rows + 1).proposal_rate(threshold) < 0.999
