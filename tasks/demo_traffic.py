@@ -104,9 +104,9 @@ UPPERCASE_WORD_QUESTION = 'Write the word "{}" in uppercase letters.'
 SLICE_WEIGHTS = {"capitals": 0.30, "sentiment": 0.22, "arithmetic": 0.15, "uppercase": 0.11}
 
 # Slices for the math, json and code verifiers. bench/demo_slices.py measured the embedded teacher on them (12
-# questions x 4 samples): right per sample 0.33 (halves), 0.69 (python). The json slice (place) is checked against
-# its schema only; its rate is the next session's to measure. (A person's name and age scored 0.62, but a name is
-# PII; a product and price 0.04: the teacher wrote code; "<city> is in <country>" 0.45, but redaction took the city.)
+# questions x 4 samples): right per sample 0.33 (halves), 0.88 (place), 0.69 (python). The json slice is checked
+# against its schema only, so a wrong capital in valid JSON passes. (A person's name and age scored 0.62, but a name
+# is PII; a product and price 0.04: the teacher wrote code; "<city> is in <country>" 0.45, but redaction took the city.)
 HALVES = [(2, 1), (4, 2), (6, 3), (8, 4), (10, 5), (12, 6), (14, 7), (16, 8), (20, 10), (100, 50)]
 FRACTION_QUESTIONS = ["What is half of {}?", "What is {} divided by 2?", "What is 1/2 of {}?"]
 PLACE_QUESTION = 'Write a JSON object with the keys "country" and "capital" for {}.'

@@ -9,7 +9,6 @@ greedily; the slices' verifiers score both, and a drop of more than `max_accurac
 
 from __future__ import annotations
 
-import functools
 import logging
 import sys
 import warnings
@@ -66,19 +65,21 @@ def _calibrate_on_cpu_too() -> None:
 
 def _quiet_llmcompressor() -> None:
     """llmcompressor logs through loguru, on CPU a warning per layer ("No accelerator available!") and a progress
-    bar per layer: the stage's own summary says what happened."""
+    bar per layer: the stage's own summary says what happened. compressed_tensors passes `disable=` itself, past
+    TQDM_DISABLE (tasks/__init__.py)."""
     from loguru import logger
 
     logger.disable("llmcompressor")
     logger.disable("compressed_tensors")
     logging.getLogger("torch.fx._symbolic_trace").setLevel(logging.ERROR)
     import tqdm
-    import tqdm.auto
 
-    bars = (tqdm.tqdm, tqdm.auto.tqdm)  # TQDM_DISABLE is read when tqdm is imported: too late here
+    def quiet_bar(*args, **kwargs):
+        return tqdm.tqdm(*args, **{**kwargs, "disable": True})
+
     for name, module in list(sys.modules.items()):
-        if name.startswith("llmcompressor") and getattr(module, "tqdm", None) in bars:
-            module.tqdm = functools.partial(module.tqdm, disable=True)
+        if name.startswith("compressed_tensors") and getattr(module, "tqdm", None) is tqdm.tqdm:
+            module.tqdm = quiet_bar
 
 
 def check_group_size(model_config, group_size: int) -> None:
