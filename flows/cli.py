@@ -102,24 +102,30 @@ def build_config(config_file: str | None, overrides: dict[str, str], base: dict[
 
 
 def render_summary(summary) -> str:
-    """The closing table: scores per slice, transfer, speed and size, where things are."""
+    """The closing table: scores per slice (the student's with its 95 % interval), transfer, speed, memory and
+    size, the gate's verdict, where things are."""
     models = ("base", "teacher", "student")
     slices = sorted(set(summary.transfer_ratio) - {"all"}) + ["all"]
-    lines = [f"{'slice':<12}" + "".join(f"{m:>9}" for m in models) + f"{'transfer':>10}"]
+    lines = [f"{'slice':<12}" + "".join(f"{m:>9}" for m in models) + f"{'student 95%':>15}{'transfer':>10}"]
     for name in slices:
         cells = "".join(f"{summary.scores[m].accuracy.get(name, 0.0):>9.2f}" for m in models)
-        lines.append(f"{name:<12}{cells}{summary.transfer_ratio.get(name, 0.0):>10.2f}")
-    lines += ["", f"{'model':<12}{'params(M)':>10}{'size(MB)':>10}{'latency(s)':>12}{'tokens/s':>10}"]
+        found = summary.scores["student"].interval.get(name)
+        interval = f"[{found.low:.2f}, {found.high:.2f}]" if found else ""
+        lines.append(f"{name:<12}{cells}{interval:>15}{summary.transfer_ratio.get(name, 0.0):>10.2f}")
+    header = f"{'model':<12}{'params(M)':>10}{'size(MB)':>10}{'p50(s)':>8}{'p95(s)':>8}{'tokens/s':>10}{'peak MB':>9}"
+    lines += ["", header]
     for m in models:
         s = summary.scores[m]
         params = f"{s.params / 1e6:>10.1f}" if s.params is not None else f"{'served':>10}"
         size = f"{s.size_mb:>10.0f}" if s.size_mb is not None else f"{'':>10}"
-        lines.append(f"{m:<12}{params}{size}{s.latency_s:>12.2f}{s.tokens_per_s:>10.1f}")
+        memory = f"{s.peak_memory_mb:>9.0f}" if s.peak_memory_mb is not None else f"{'':>9}"
+        lines.append(f"{m:<12}{params}{size}{s.latency_s:>8.2f}{s.latency_p95_s:>8.2f}{s.tokens_per_s:>10.1f}{memory}")
     p = summary.promotion
     lines += [
         f"{'exported':<12}{'':>10}{summary.exported_mb:>10.0f}   {summary.exported_uri}",
         "",
         f"gate: {p.registered_model} version {p.version}, {p.reason}",
+        *([summary.fallback] if summary.fallback else []),
         f"MLflow run {summary.mlflow_run_id} at {summary.tracking_uri}",
         f"  view it: mlflow ui --backend-store-uri {summary.tracking_uri}",
         "stage seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in summary.stage_seconds.items()),

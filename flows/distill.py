@@ -21,7 +21,15 @@ from tasks.evaluate import EvaluateConfig, ModelScore
 from tasks.export import ExportConfig
 from tasks.filter import FilterConfig, filter_rollouts
 from tasks.funnel import Step, funnel
-from tasks.gate import GateConfig, Promotion, promote_student, versus_champion
+from tasks.gate import (
+    Evidence,
+    GateConfig,
+    Promotion,
+    against_champion,
+    fallback_tags,
+    promote_student,
+    versus_champion,
+)
 from tasks.judge import JudgeConfig, JudgeUncalibrated, calibration_digest, judge_rollouts
 from tasks.llm.config import LLMConfig
 from tasks.llm.types import ModelUnavailable
@@ -33,7 +41,7 @@ from tasks.replay import ReplayConfig, replay_prompts
 from tasks.rollout import RolloutConfig
 from tasks.schedule import ScheduleConfig
 from tasks.source import SourceConfig, log_digest, source_prompts
-from tasks.stage import StageReport, dataset_ref, read_table
+from tasks.stage import StageReport, dataset_ref, read_dataset, read_table
 from tasks.storage import StorageConfig
 from tasks.student import StudentConfig, prepare_student
 from tasks.teacher import prepare_teacher
@@ -133,6 +141,7 @@ class DistillSummary(BaseModel):
     exported_uri: str
     exported_mb: float
     promotion: Promotion
+    fallback: str = ""  # where the student would hand over to the teacher, in words
     mlflow_run_id: str
     tracking_uri: str
     stage_seconds: dict[str, float]
@@ -275,6 +284,8 @@ def _distill(cfg: DistillConfig, work: str, store: str) -> DistillSummary:
                 work,
             ),
         )
+        log_image(run, scored.plot, "evaluate/slices.png", "held-out accuracy per slice, every model, 95 % intervals")
+        log_image(run, scored.fallback_plot, "evaluate/fallback.png", "the student's accuracy against fallback")
         if held_out is not redacted.eval_prompts:  # scored where the champion was: say how they compare
             metrics, table = versus_champion(scored.scores["student"].accuracy, best, held_out.rows)
             log_metrics(run, "evaluate", metrics)
@@ -286,9 +297,17 @@ def _distill(cfg: DistillConfig, work: str, store: str) -> DistillSummary:
             ),
         )
         tags = {"check_passed": str(exported.check_passed), "quantized": str(exported.quantized)}
-        promotion = promote_student(
-            cfg.gate, run, exported.model.uri, tags, scored.transfer_ratio(), exported.check_passed
+        tags |= fallback_tags(scored.fallback)  # what the serving side needs to hand unsure answers to the teacher
+        student = scored.scores["student"]
+        evidence = Evidence(
+            transfer_ratio=scored.transfer_ratio(),
+            slice_accuracy=student.accuracy,
+            latency_p95_s=student.latency_p95_s,
+            check_passed=exported.check_passed,
+            check_reason=exported.check_reason,
         )
+        evidence = against_champion(evidence, read_dataset(scored.answers), best)
+        promotion = promote_student(cfg.gate, run, exported.model.uri, tags, evidence, best)
     stages = (sourced, redacted, clean, rollouts, verdicts, *([judged] if judged else []), unique, kept, trained,
               scored, exported)  # fmt: skip
     return DistillSummary(
@@ -297,6 +316,7 @@ def _distill(cfg: DistillConfig, work: str, store: str) -> DistillSummary:
         exported_uri=exported.model.uri,
         exported_mb=exported.report.metrics["exported_mb"],
         promotion=promotion,
+        fallback=scored.fallback.summary() if scored.fallback else "",
         mlflow_run_id=run.run_id,
         tracking_uri=run.tracking_uri,
         stage_seconds={s.report.stage: s.report.seconds for s in stages},

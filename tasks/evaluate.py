@@ -1,11 +1,14 @@
 """Evaluate: base, teacher and student answer the held-out prompts; score, compare, time them.
 
 Greedy answers to every held-out prompt, judged by the slices' verifiers (tasks.verifiers): the
-task metric per slice and overall, and the transfer ratio student / teacher. The teacher answers
+task metric per slice and overall with a 95 % bootstrap interval over prompts (tasks.stats), the
+transfer ratio student / teacher with its own, and the prompts the teacher got right and the student
+did not (tasks.comparison), as a table and a per-slice bar chart. The teacher answers
 through the LLM layer, so a served teacher is scored through its server, and its answers are kept
 in the durable store (purpose `evaluate`): a rerun does not pay for them again. Speed: single-prompt
-latency and tokens/s over the first `latency_prompts` prompts, one at a time, as one user sees it
-(these timing requests go to the model each time: `latency_prompts: 0` spares a paid teacher).
+latency (p50, p95) and tokens/s over the first `latency_prompts` prompts, one at a time, as one user
+sees it (these timing requests go to the model each time: `latency_prompts: 0` spares a paid teacher),
+and the peak memory loading and answering added (tasks.memory; none for a served teacher).
 Output `answers.parquet` (schemas.ANSWERS) and the score table in the result.
 """
 
@@ -19,12 +22,16 @@ from pydantic import BaseModel, Field
 
 from tasks import storage
 from tasks.cache import STAGE_TASK, stage_uri
+from tasks.comparison import disagreements, disagreements_markdown, plot_slices, slice_intervals, transfer_intervals
 from tasks.config import Config
+from tasks.fallback import Fallback, confidence, fallback_curve
+from tasks.fallback import plot as plot_fallback
 from tasks.llm.ask import ask, make_backend
 from tasks.llm.config import LLMConfig, greedy
 from tasks.llm.local import LocalBackend
 from tasks.llm.store import RequestStore, open_store
 from tasks.llm.types import Backend, Completion, answer_each
+from tasks.memory import PeakMemory
 from tasks.models import load_merged, load_model, parameter_count, size_mb
 from tasks.pii import RedactConfig, Redactor
 from tasks.refs import DatasetRef, ModelRef
@@ -39,6 +46,7 @@ from tasks.stage import (
     read_dataset,
     write_dataset,
 )
+from tasks.stats import Interval, percentile
 from tasks.verifiers import VerifyConfig, verdict
 
 MODELS = ("base", "teacher", "student")
@@ -50,15 +58,30 @@ class EvaluateConfig(Config):
 
     max_new_tokens: int = Field(48, ge=1, description="Longest answer, in tokens (greedy decoding).")
     batch_size: int = Field(16, ge=1, description="Prompts per generate call when scoring.")
-    latency_prompts: int = Field(4, ge=0, description="Prompts answered one at a time to time latency and tokens/s.")
+    latency_prompts: int = Field(
+        8, ge=0, description="Prompts answered one at a time to time latency (p50, p95) and tokens/s."
+    )
+    fallback_target_accuracy: float = Field(
+        0.9,
+        gt=0,
+        le=1,
+        description="Accuracy the student must keep on the answers it gives itself; below the chosen "
+        "confidence threshold the teacher answers (tasks.fallback).",
+    )
+    disagreements_shown: int = Field(
+        5, ge=0, description="Teacher-right, student-wrong prompts per slice in the summary (MLflow keeps all)."
+    )
 
 
 class ModelScore(BaseModel):
     """One model's results on the held-out set (params and size: none for a served teacher)."""
 
     accuracy: dict[str, float]  # per slice, and "all"
-    latency_s: float
+    interval: dict[str, Interval] = {}  # the accuracy's 95 % bootstrap interval, per slice
+    latency_s: float  # p50 at batch 1
+    latency_p95_s: float = 0.0
     tokens_per_s: float
+    peak_memory_mb: float | None = None
     params: int | None
     size_mb: float | None
 
@@ -66,6 +89,10 @@ class ModelScore(BaseModel):
 class Evaluated(StageResult):
     answers: DatasetRef
     scores: dict[str, ModelScore]  # "base", "teacher", "student"
+    transfer: dict[str, Interval] = {}  # student / teacher per slice, with its interval
+    fallback: Fallback | None = None  # where the student would hand over to the teacher
+    plot: str | None = None  # per-slice bars, every model
+    fallback_plot: str | None = None
 
     def transfer_ratio(self, slice_name: str = "all") -> float:
         """Student accuracy over teacher accuracy (0 when the teacher scores 0)."""
@@ -89,21 +116,34 @@ def answer_all(backend: Backend, rows: list[dict], name: str) -> list[Completion
     return answer_each(backend, [conversation(r) for r in rows], progress.advance)
 
 
-def measure_speed(backend: Backend, rows: list[dict], prompts: int) -> tuple[float, float]:
-    """(mean seconds per single-prompt answer, generated tokens per second) over the first prompts."""
+class Speed(BaseModel):
+    """Single-prompt answers, one at a time: latency percentiles and generated tokens per second."""
+
+    p50_s: float = 0.0
+    p95_s: float = 0.0
+    tokens_per_s: float = 0.0
+
+
+def measure_speed(backend: Backend, rows: list[dict], prompts: int) -> Speed:
+    """Latency and throughput over the first prompts, each answered alone."""
     timings = []
     for i, row in enumerate(rows[:prompts]):
         start = time.perf_counter()
         [completion] = answer_all(backend, [row], f"latency {i}")
         timings.append((completion.completion_tokens, time.perf_counter() - start))
-    seconds = sum(t for _, t in timings)
-    return (seconds / len(timings), sum(n for n, _ in timings) / seconds) if timings else (0.0, 0.0)
+    seconds = [t for _, t in timings]
+    if not timings:
+        return Speed()
+    tokens = sum(n for n, _ in timings)
+    return Speed(p50_s=percentile(seconds, 50), p95_s=percentile(seconds, 95), tokens_per_s=tokens / sum(seconds))
 
 
-def judged(verify: VerifyConfig, rows: list[dict], texts: list[str], model: str) -> list[dict]:
-    """ANSWERS rows: each answer with the slice's verdict on it."""
+def judged(
+    verify: VerifyConfig, rows: list[dict], texts: list[str], model: str, confidences: list[float | None] | None = None
+) -> list[dict]:
+    """ANSWERS rows: each answer with the slice's verdict on it (and the model's confidence, if measured)."""
     out = []
-    for row, text in zip(rows, texts, strict=True):
+    for row, text, sure in zip(rows, texts, confidences or [None] * len(rows), strict=True):
         found = verdict(verify, row, text)
         out.append(
             {
@@ -112,24 +152,35 @@ def judged(verify: VerifyConfig, rows: list[dict], texts: list[str], model: str)
                 "answer": text,
                 "correct": found.ok if found else None,
                 "reason": found.reason if found else None,
+                "confidence": sure,
             }
         )
     return out
 
 
-def score_table(scores: dict[str, ModelScore], transfer: dict[str, float]) -> str:
-    """Markdown: accuracy per slice for each model and the transfer ratio, then speed and size."""
+def score_table(scores: dict[str, ModelScore], transfer: dict[str, Interval]) -> str:
+    """Markdown: accuracy per slice for each model and the transfer ratio, with 95 % intervals, then speed,
+    memory and size."""
     slices = sorted(set().union(*(s.accuracy for s in scores.values())) - {"all"}) + ["all"]
     lines = ["| slice | " + " | ".join(MODELS) + " | transfer |", "|---|" + "---:|" * (len(MODELS) + 1)]
     for name in slices:
-        cells = [f"{scores[m].accuracy.get(name, 0.0):.2f}" for m in MODELS]
-        lines.append(f"| {name} | " + " | ".join(cells) + f" | {transfer.get(name, 0.0):.2f} |")
-    lines += ["", "| model | params (M) | size (MB) | latency (s) | tokens/s |", "|---|---:|---:|---:|---:|"]
+        cells = [str(scores[m].interval.get(name, "")) or f"{scores[m].accuracy.get(name, 0.0):.2f}" for m in MODELS]
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {transfer.get(name, '')} |")
+    lines += [
+        "",
+        "Each cell: the score and its 95 % bootstrap interval over the slice's prompts.",
+        "",
+        "| model | params (M) | size (MB) | latency p50 (s) | p95 (s) | tokens/s | peak memory (MB) |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
     for m in MODELS:
         s = scores[m]
         params = f"{s.params / 1e6:.1f}" if s.params is not None else "served"
         size = f"{s.size_mb:.0f}" if s.size_mb is not None else "served"
-        lines.append(f"| {m} | {params} | {size} | {s.latency_s:.2f} | {s.tokens_per_s:.1f} |")
+        memory = f"{s.peak_memory_mb:.0f}" if s.peak_memory_mb is not None else "-"
+        lines.append(
+            f"| {m} | {params} | {size} | {s.latency_s:.2f} | {s.latency_p95_s:.2f} | {s.tokens_per_s:.1f} | {memory} |"
+        )
     return "\n".join(lines)
 
 
@@ -139,7 +190,7 @@ def score_teacher(
     checkpoint: ModelRef | None,
     store: RequestStore,
     rows: list[dict],
-) -> tuple[list[str], float, float]:
+) -> tuple[list[str], Speed]:
     """The teacher's greedy answers through the LLM layer and its store, and its speed."""
     greedy_teacher = teacher.model_copy(
         update={
@@ -154,10 +205,10 @@ def score_teacher(
         if answers.rejected:
             raise RuntimeError(f"the teacher refused {len(answers.rejected)} held-out prompts: {answers.rejected}")
         texts = [answers.completions[(prompt_id(r["prompt"]), 0)].text for r in rows]
-        latency, tokens_per_s = measure_speed(backend, rows, config.latency_prompts)
+        speed = measure_speed(backend, rows, config.latency_prompts)
     finally:
         backend.close()
-    return texts, latency, tokens_per_s
+    return texts, speed
 
 
 def evaluate(
@@ -176,48 +227,90 @@ def evaluate(
         rows = read_dataset(held_out)
         answers, scores = [], {}
         sampling = greedy(config.max_new_tokens)
+        confidences = None
         for name in MODELS:
-            if name == "teacher":
-                texts, latency, tokens_per_s = score_teacher(config, teacher, teacher_checkpoint, store, rows)
-                weights = teacher_checkpoint.uri if teacher_checkpoint else None
-            else:
-                model, tokenizer = load_model(base.uri) if name == "base" else load_merged(base.uri, adapter.uri)
-                backend = LocalBackend(model, tokenizer, sampling, config.batch_size, seed=0)
-                texts = [c.text for c in answer_all(backend, rows, name)]
-                latency, tokens_per_s = measure_speed(backend, rows, config.latency_prompts)
-                backend.close()
-                weights = base.uri  # the merged student has the base's shape
-            mine = judged(verify, rows, texts, name)
+            with PeakMemory() as peak:
+                if name == "teacher":
+                    texts, speed = score_teacher(config, teacher, teacher_checkpoint, store, rows)
+                    weights = teacher_checkpoint.uri if teacher_checkpoint else None
+                else:
+                    model, tokenizer = load_model(base.uri) if name == "base" else load_merged(base.uri, adapter.uri)
+                    sure = name == "student"  # its token log-probabilities: the confidence fallback is cut on
+                    asked = sampling.model_copy(update={"logprobs": 0}) if sure else sampling
+                    backend = LocalBackend(model, tokenizer, asked, config.batch_size, seed=0)
+                    completions = answer_all(backend, rows, name)
+                    texts = [c.text for c in completions]
+                    confidences = [confidence(c.logprobs) for c in completions] if sure else None
+                    speed = measure_speed(backend, rows, config.latency_prompts)
+                    backend.close()
+                    del model, backend
+                    weights = base.uri  # the merged student has the base's shape
+            mine = judged(verify, rows, texts, name, confidences)
             scores[name] = ModelScore(
                 accuracy=accuracy_by_slice(mine),
-                latency_s=latency,
-                tokens_per_s=tokens_per_s,
+                interval=slice_intervals(mine, name),
+                latency_s=speed.p50_s,
+                latency_p95_s=speed.p95_s,
+                tokens_per_s=speed.tokens_per_s,
+                peak_memory_mb=peak.mb if weights else None,  # a served teacher's memory is its server's
                 params=parameter_count(weights) if weights else None,
                 size_mb=size_mb(weights) if weights else None,
             )
             answers += mine
+        transfer = transfer_intervals(answers)
         # scored as answered, stored redacted: a model may echo a name it was shown, or invent one
         prompts = rows * len(MODELS)  # the answers, model by model, each in the rows' order
         redacted = Redactor(redact).redact_answers(prompts, [[a["answer"]] for a in answers], "redact answers")
         answers = [{**a, "answer": text} for a, [text] in zip(answers, redacted, strict=True)]
+        missed = disagreements(answers)  # the verdicts are on the answers as given, the text shown redacted
+        plot_uri, fallback_uri = storage.join(out_uri, "slices.png"), storage.join(out_uri, "fallback.png")
+        storage.write_bytes(plot_slices({m: scores[m].interval for m in MODELS}), plot_uri)
+        handover = fallback_curve(answers, config.fallback_target_accuracy)
+        storage.write_bytes(plot_fallback(handover), fallback_uri)
     result = Evaluated(
         answers=write_dataset(answers, storage.join(out_uri, "answers.parquet"), ANSWERS),
         scores=scores,
+        transfer=transfer,
+        fallback=handover,
+        plot=plot_uri,
+        fallback_plot=fallback_uri,
         report=StageReport(stage="evaluate", rows_in=len(rows), rows_out=len(answers), seconds=timer.seconds),
     )
-    transfer = {name: result.transfer_ratio(name) for name in scores["teacher"].accuracy}
     result.report.metrics = {
         **{f"{m}.accuracy.{k}": v for m, s in scores.items() for k, v in s.accuracy.items()},
+        **{f"{m}.accuracy_low.{k}": v.low for m, s in scores.items() for k, v in s.interval.items()},
+        **{f"{m}.accuracy_high.{k}": v.high for m, s in scores.items() for k, v in s.interval.items()},
         **{f"{m}.latency_s": s.latency_s for m, s in scores.items()},
+        **{f"{m}.latency_p95_s": s.latency_p95_s for m, s in scores.items()},
         **{f"{m}.tokens_per_s": s.tokens_per_s for m, s in scores.items()},
-        **{f"transfer_ratio.{k}": v for k, v in transfer.items()},
+        **{f"{m}.peak_memory_mb": s.peak_memory_mb for m, s in scores.items() if s.peak_memory_mb is not None},
+        **{f"transfer_ratio.{k}": v.value for k, v in transfer.items()},
+        **{f"transfer_ratio_low.{k}": v.low for k, v in transfer.items()},
+        "disagreements": len(missed),
+        **(
+            {f"fallback.{k}": v for k, v in handover.chosen.model_dump().items()}
+            if handover.chosen
+            else {"fallback.share": 1.0}
+        ),
     }
-    result.report.details = score_table(scores, transfer)
+    result.report.details = (
+        score_table(scores, transfer)
+        + f"\n\n{handover.summary()}"
+        + "\n\n## teacher right, student wrong\n\n"
+        + disagreements_markdown(missed, config.disagreements_shown)
+    )
     result.report.tables = {
         "scores": [
-            {"slice": name, **{m: scores[m].accuracy.get(name, 0.0) for m in MODELS}, "transfer": transfer[name]}
-            for name in transfer
-        ]
+            {
+                "slice": name,
+                **{m: scores[m].accuracy.get(name, 0.0) for m in MODELS},
+                "transfer": t.value,
+                "transfer_low": t.low,
+                "transfer_high": t.high,
+            }
+            for name, t in transfer.items()
+        ],
+        **({"disagreements": missed} if missed else {}),
     }
     return result
 

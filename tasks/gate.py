@@ -1,8 +1,12 @@
-"""Gate: register every exported student as an MLflow model version; promote the ones that pass.
+"""Gate: register every exported student as an MLflow model version; a student that clears the bar is the
+`challenger`, and it becomes the `champion` only if it beats the current one on the same prompts.
 
-Promotion is an alias (`champion` by default) on the registered model. Today's bar: the export
-passed its check (tasks.export) and the student's transfer ratio reaches `min_transfer_ratio`.
-The champion/challenger policy grows here.
+The bar (GateConfig): the export passed its check (a quantization loss within `export.max_accuracy_drop`),
+the transfer ratio, a minimum accuracy per named slice, and a maximum p95 latency. A student that misses
+any of them is registered without an alias, and the verdict names every bar it missed. Beating the champion
+means the paired bootstrap interval of (this student - the champion), over the held-out prompts both were
+scored on, lies above 0 (tasks.stats): a difference of two prompts does not replace it. The first student to
+pass is champion by default; the one it replaces keeps its version and gets the `previous` alias.
 """
 
 from __future__ import annotations
@@ -10,16 +14,49 @@ from __future__ import annotations
 from prefect import task
 from pydantic import BaseModel, Field
 
+from tasks.comparison import ALL, paired
 from tasks.config import Config
+from tasks.fallback import Fallback
+from tasks.stage import dataset_ref, read_dataset
+from tasks.stats import Interval, difference_interval
 from tasks.tracking import Champion, Run, log_directory, log_markdown, register_version, set_alias
 
 
 class GateConfig(Config):
-    """When an exported student is promoted in the MLflow model registry."""
+    """The bar an exported student must clear, and the registry aliases it earns."""
 
     registered_model: str = Field("redistill-student", description="MLflow registered model name.")
-    min_transfer_ratio: float = Field(0.5, ge=0, description="Student/teacher accuracy needed to promote.")
-    alias: str = Field("champion", description="Registry alias the promoted version gets.")
+    min_transfer_ratio: float = Field(0.5, ge=0, description="Student/teacher accuracy needed to pass.")
+    min_slice_accuracy: dict[str, float] = Field(
+        {},
+        description="Least student accuracy per named slice, e.g. {capitals: 0.6}; a slice with no scored "
+        "held-out prompt misses its bar.",
+    )
+    max_latency_p95_s: float | None = Field(
+        None, gt=0, description="Most seconds at p95 for one answer at batch 1 (none: no latency bar)."
+    )
+    alias: str = Field("champion", description="Alias of the model serving traffic (replaced only by a better one).")
+    challenger_alias: str = Field("challenger", description="Alias of the newest student that cleared the bar.")
+    previous_alias: str = Field("previous", description="Alias the replaced champion keeps.")
+
+
+class Evidence(BaseModel):
+    """What the gate judges a student on; `versus_champion` is None without a champion to compare with."""
+
+    transfer_ratio: float
+    slice_accuracy: dict[str, float]
+    latency_p95_s: float
+    check_passed: bool
+    check_reason: str = ""
+    versus_champion: Interval | None = None
+    compared_prompts: int = 0
+
+
+class Decision(BaseModel):
+    passed: bool
+    missed: list[str]  # each bar missed, in words
+    champion: bool  # becomes the champion
+    reason: str
 
 
 class Promotion(BaseModel):
@@ -27,17 +64,67 @@ class Promotion(BaseModel):
 
     registered_model: str
     version: str
-    promoted: bool
+    promoted: bool  # became the champion
+    challenger: bool = False  # cleared the bar
     reason: str
+    missed: list[str] = []
+    replaced: str | None = None  # the champion version it replaced
 
 
-def gate_decision(config: GateConfig, transfer_ratio: float, check_passed: bool) -> tuple[bool, str]:
-    """Whether to promote, and why, in words for the summary."""
-    if not check_passed:
-        return False, "not promoted: the export failed its check"
-    if transfer_ratio < config.min_transfer_ratio:
-        return False, f"not promoted: transfer ratio {transfer_ratio:.2f} < {config.min_transfer_ratio:.2f}"
-    return True, f"promoted to @{config.alias}: transfer ratio {transfer_ratio:.2f} >= {config.min_transfer_ratio:.2f}"
+def missed_bars(config: GateConfig, evidence: Evidence) -> list[str]:
+    """Every bar the student misses, each in words with the number that missed it."""
+    missed = []
+    if not evidence.check_passed:
+        missed.append(f"the export failed its check ({evidence.check_reason})" if evidence.check_reason else
+                      "the export failed its check")  # fmt: skip
+    if evidence.transfer_ratio < config.min_transfer_ratio:
+        missed.append(f"transfer ratio {evidence.transfer_ratio:.2f} < {config.min_transfer_ratio:.2f}")
+    for name, least in sorted(config.min_slice_accuracy.items()):
+        found = evidence.slice_accuracy.get(name)
+        if found is None:
+            missed.append(f"slice {name}: no scored held-out prompt (needs {least:.2f})")
+        elif found < least:
+            missed.append(f"slice {name} accuracy {found:.2f} < {least:.2f}")
+    if config.max_latency_p95_s is not None and evidence.latency_p95_s > config.max_latency_p95_s:
+        missed.append(f"p95 latency {evidence.latency_p95_s:.2f}s > {config.max_latency_p95_s:.2f}s")
+    return missed
+
+
+def gate_decision(config: GateConfig, evidence: Evidence, champion_version: str | None = None) -> Decision:
+    """Pass or fail on the bar; then champion or challenger against the current champion."""
+    missed = missed_bars(config, evidence)
+    if missed:
+        return Decision(passed=False, missed=missed, champion=False, reason="not promoted: " + "; ".join(missed))
+    cleared = f"cleared the bar (transfer ratio {evidence.transfer_ratio:.2f})"
+    if champion_version is None:
+        return Decision(passed=True, missed=[], champion=True, reason=f"@{config.alias}: the first to have {cleared}")
+    versus = evidence.versus_champion
+    if versus is None:
+        why = f"@{config.challenger_alias}: {cleared}, but shares no scored held-out prompt with v{champion_version}"
+        return Decision(passed=True, missed=[], champion=False, reason=why + ", so it cannot replace it")
+    against = f"v{champion_version} by {versus} on {evidence.compared_prompts} prompts"
+    if versus.low > 0:
+        return Decision(passed=True, missed=[], champion=True, reason=f"@{config.alias}: {cleared} and beats {against}")
+    return Decision(
+        passed=True,
+        missed=[],
+        champion=False,
+        reason=f"@{config.challenger_alias}: {cleared}, but does not beat {against} (95 % interval not above 0)",
+    )
+
+
+def versus_champion_prompts(answers: list[dict], champion: Champion) -> tuple[Interval | None, int]:
+    """(this student - the champion) over the held-out prompts both were scored on, matched by prompt text;
+    (None, 0) when the champion's answers are gone or no prompt is shared."""
+    uri = champion.dataset("evaluate.answers")
+    if not uri:
+        return None, 0
+    by_text = lambda rows: {  # noqa: E731
+        r["prompt"]: r["correct"] for r in rows if r["model"] == "student" and r["correct"] is not None
+    }
+    ours, theirs = by_text(answers), by_text(read_dataset(dataset_ref(uri)))
+    mine, before = paired({k: float(v) for k, v in ours.items()}, {k: float(v) for k, v in theirs.items()})
+    return (difference_interval(mine, before), len(mine)) if mine else (None, 0)
 
 
 def versus_champion(accuracy: dict[str, float], champion: Champion, prompts: int) -> tuple[dict[str, float], str]:
@@ -47,7 +134,7 @@ def versus_champion(accuracy: dict[str, float], champion: Champion, prompts: int
         for key, value in champion.metrics.items()
         if key.startswith("evaluate.student.accuracy.")
     }
-    names = sorted((set(accuracy) | set(theirs)) - {"all"}) + ["all"]
+    names = sorted((set(accuracy) | set(theirs)) - {ALL}) + [ALL]
     lines = [
         "## against the champion",
         "",
@@ -64,15 +151,60 @@ def versus_champion(accuracy: dict[str, float], champion: Champion, prompts: int
     return metrics, "\n".join(lines) + "\n"
 
 
+def against_champion(evidence: Evidence, answers: list[dict], champion: Champion | None) -> Evidence:
+    """The evidence with this student's answers compared to the champion's on the prompts both were scored on."""
+    if champion is None:
+        return evidence
+    versus, compared = versus_champion_prompts(answers, champion)
+    return evidence.model_copy(update={"versus_champion": versus, "compared_prompts": compared})
+
+
+def fallback_tags(found: Fallback | None) -> dict[str, str]:
+    """The registered version's tags for the serving side: below `fallback.threshold` the teacher answers."""
+    if found is None or not found.points:
+        return {}
+    if found.chosen is None:
+        return {"fallback.threshold": "inf", "fallback.target_accuracy": f"{found.target:.3f}"}
+    return {
+        "fallback.threshold": f"{found.chosen.threshold:.4f}",
+        "fallback.share": f"{found.chosen.fallback_share:.3f}",
+        "fallback.target_accuracy": f"{found.target:.3f}",
+        "fallback.confidence": "mean token log-probability of the answer",
+    }
+
+
 @task(name="promote_student")
 def promote_student(
-    config: GateConfig, run: Run, model_uri: str, tags: dict[str, str], transfer_ratio: float, check_passed: bool
+    config: GateConfig, run: Run, model_uri: str, tags: dict[str, str], evidence: Evidence, champion: Champion | None
 ) -> Promotion:
-    """Register the export as a model version in this run; promote it if it passes the gate."""
-    promoted, reason = gate_decision(config, transfer_ratio, check_passed)
+    """Register the export as a model version in this run; alias it as far as the bar and the champion allow."""
+    decision = gate_decision(config, evidence, champion.version if champion else None)
     source = log_directory(run, model_uri, "student")
-    version = register_version(run, source, config.registered_model, tags | {"transfer_ratio": f"{transfer_ratio:.3f}"})
-    if promoted:
+    tags = tags | {
+        "transfer_ratio": f"{evidence.transfer_ratio:.3f}",
+        "gate": "passed" if decision.passed else "failed",
+        **({"gate.missed": "; ".join(decision.missed)[:5000]} if decision.missed else {}),
+    }
+    version = register_version(run, source, config.registered_model, tags)
+    replaced = None
+    if decision.passed:
+        set_alias(run, config.registered_model, config.challenger_alias, version)
+    if decision.champion:
+        if champion:
+            set_alias(run, config.registered_model, config.previous_alias, champion.version)
+            replaced = champion.version
         set_alias(run, config.registered_model, config.alias, version)
-    log_markdown(run, "gate", f"## gate\n\n`{config.registered_model}` version {version}: {reason}\n")
-    return Promotion(registered_model=config.registered_model, version=version, promoted=promoted, reason=reason)
+    lines = [f"## gate\n\n`{config.registered_model}` version {version}: {decision.reason}\n"]
+    lines += [f"- missed: {bar}" for bar in decision.missed]
+    if replaced:
+        lines.append(f"\nversion {replaced}, the champion until now, keeps its version and @{config.previous_alias}")
+    log_markdown(run, "gate", "\n".join(lines) + "\n")
+    return Promotion(
+        registered_model=config.registered_model,
+        version=version,
+        promoted=decision.champion,
+        challenger=decision.passed,
+        reason=decision.reason,
+        missed=decision.missed,
+        replaced=replaced,
+    )

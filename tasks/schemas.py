@@ -86,6 +86,7 @@ ANSWERS = pa.schema(
         ("answer", pa.string()),
         ("correct", pa.bool_()),  # the verifier's verdict; null where the slice has no verifier
         ("reason", pa.string()),  # the verdict's reason
+        ("confidence", pa.float64()),  # the student's mean token log-probability of its answer; null for others
     ]
 )
 

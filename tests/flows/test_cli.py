@@ -138,3 +138,33 @@ def test_a_dry_run_stops_after_redact_and_shows_what_would_reach_the_teacher(
     )  # by reason, type, slice
     assert "redact.train_prompts: " in out and "ended after redact: stopped here, as asked (stop_after)" in out
     assert not (work / "models").exists() and not [p for p in traffic.pii if p in out]
+
+
+def test_the_closing_table_shows_the_students_interval_speed_memory_and_the_gates_verdict():
+    from flows.cli import render_summary
+    from flows.distill import DistillSummary
+    from tasks.evaluate import ModelScore
+    from tasks.gate import Promotion
+    from tasks.stats import Interval
+
+    def score(accuracy: float, **more) -> ModelScore:
+        fields = {"latency_s": 0.4, "latency_p95_s": 0.9, "tokens_per_s": 30.0, "params": 81_400_000, "size_mb": 326.0}
+        return ModelScore(accuracy={"capitals": accuracy, "all": accuracy}, **(fields | more))
+
+    student = score(0.5, interval={"capitals": Interval(value=0.5, low=0.25, high=0.75)}, peak_memory_mb=410.0)
+    summary = DistillSummary(
+        scores={"base": score(0.0), "teacher": score(0.8, params=None, size_mb=None), "student": student},
+        transfer_ratio={"capitals": 0.625, "all": 0.625},
+        exported_uri="/work/export/awq",
+        exported_mb=147.0,
+        promotion=Promotion(registered_model="s", version="2", promoted=False, reason="not promoted: transfer ratio"),
+        mlflow_run_id="abc",
+        tracking_uri="sqlite:///x.db",
+        stage_seconds={"train": 12.0},
+    )
+    lines = render_summary(summary).splitlines()
+    assert lines[1].split() == ["capitals", "0.00", "0.80", "0.50", "[0.25,", "0.75]", "0.62"]
+    assert lines[2].split() == ["all", "0.00", "0.80", "0.50", "0.62"]  # no interval logged for it: none shown
+    [student_line] = [line for line in lines if line.startswith("student ")]
+    assert student_line.split() == ["student", "81.4", "326", "0.40", "0.90", "30.0", "410"]
+    assert "gate: s version 2, not promoted: transfer ratio" in lines

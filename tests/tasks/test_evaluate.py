@@ -1,6 +1,7 @@
 from tasks.evaluate import Evaluated, ModelScore, accuracy_by_slice, score_table
 from tasks.refs import DatasetRef
 from tasks.stage import StageReport
+from tasks.stats import Interval
 
 
 def test_accuracy_by_slice_leaves_unverifiable_answers_out():
@@ -28,7 +29,8 @@ def test_transfer_ratio_and_table():
         report=StageReport(stage="evaluate", rows_in=0, rows_out=0),
     )
     assert result.transfer_ratio() == 0.5
-    table = score_table(result.scores, {"a": 0.5, "all": 0.5})
-    assert "| a | 0.00 | 0.80 | 0.40 | 0.50 |" in table
-    assert "| student | 81.0 | 326 | 0.50 | 40.0 |" in table
-    assert "| teacher | served | served | 0.50 | 40.0 |" in table  # a served teacher has no weights here
+    half = Interval(value=0.5, low=0.25, high=0.75)
+    table = score_table(result.scores, {"a": half, "all": half})
+    assert "| a | 0.00 | 0.80 | 0.40 | 0.50 [0.25, 0.75] |" in table
+    assert "| student | 81.0 | 326 | 0.50 | 0.00 | 40.0 | - |" in table
+    assert "| teacher | served | served | 0.50 | 0.00 | 40.0 | - |" in table  # a served teacher has no weights here

@@ -1,6 +1,7 @@
 import json
 
 import pytest
+from safetensors import safe_open
 from transformers import LlamaConfig
 
 from tasks.export import ExportConfig, check_decision, check_group_size, export
@@ -80,6 +81,9 @@ def test_export_merges_quantizes_to_4_bit_and_is_scored_against_the_merged_model
     quantization = json.loads((tmp_path / "export" / "awq" / "config.json").read_text())["quantization_config"]
     weights = quantization["config_groups"]["group_0"]["weights"]
     assert quantization["format"] == "pack-quantized" and weights["num_bits"] == 4 and weights["group_size"] == 32
+    with safe_open(tmp_path / "export" / "awq" / "model.safetensors", "pt") as saved:
+        # the tied embedding is not quantized: stored in bf16, half its fp32 size
+        assert saved.get_slice("model.embed_tokens.weight").get_dtype() == "BF16"
     assert result.quantized and result.model.uri.endswith("awq")
     assert result.report.rows_in == 2  # check_prompts
     assert result.merged_accuracy is not None and result.exported_accuracy is not None

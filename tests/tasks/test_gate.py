@@ -1,16 +1,60 @@
-from tasks.gate import GateConfig, gate_decision
+import pytest
+from mlflow import MlflowClient
+
+from tasks.gate import Evidence, GateConfig, against_champion, gate_decision, missed_bars, promote_student
+from tasks.schemas import ANSWERS
+from tasks.stage import write_dataset
+from tasks.stats import Interval
+from tasks.tracking import Champion, TrackingConfig, champion, log_dataset, start_run
+
+CLEARS = Evidence(transfer_ratio=0.8, slice_accuracy={"capitals": 0.7, "all": 0.6}, latency_p95_s=0.5,
+                  check_passed=True)  # fmt: skip
+BAR = GateConfig(min_transfer_ratio=0.5, min_slice_accuracy={"capitals": 0.6, "python": 0.5}, max_latency_p95_s=1.0)
 
 
-def test_gate():
-    gate = GateConfig(min_transfer_ratio=0.5)
-    assert gate_decision(gate, 0.6, check_passed=True)[0] is True
-    assert gate_decision(gate, 0.4, check_passed=True) == (False, "not promoted: transfer ratio 0.40 < 0.50")
-    assert gate_decision(gate, 0.9, check_passed=False) == (False, "not promoted: the export failed its check")
+def test_a_student_that_misses_names_every_bar_it_missed():
+    worse = CLEARS.model_copy(
+        update={
+            "transfer_ratio": 0.4,
+            "slice_accuracy": {"capitals": 0.55, "all": 0.5},
+            "latency_p95_s": 2.5,
+            "check_passed": False,
+            "check_reason": "accuracy 0.40 exported vs 0.60 merged: more than the allowed drop 0.10",
+        }
+    )
+    assert missed_bars(BAR, worse) == [
+        "the export failed its check (accuracy 0.40 exported vs 0.60 merged: more than the allowed drop 0.10)",
+        "transfer ratio 0.40 < 0.50",
+        "slice capitals accuracy 0.55 < 0.60",
+        "slice python: no scored held-out prompt (needs 0.50)",
+        "p95 latency 2.50s > 1.00s",
+    ]
+    decision = gate_decision(BAR, worse, champion_version="3")
+    assert not decision.passed and not decision.champion and decision.reason.startswith("not promoted: the export")
+
+
+def test_the_first_student_to_clear_the_bar_is_champion():
+    bar = BAR.model_copy(update={"min_slice_accuracy": {"capitals": 0.6}})
+    decision = gate_decision(bar, CLEARS)
+    assert decision.passed and decision.champion and decision.reason.startswith("@champion: the first")
+
+
+@pytest.mark.parametrize(
+    ("versus", "becomes_champion", "said"),
+    [
+        (Interval(value=0.04, low=-0.02, high=0.1), False, "does not beat v3 by 0.04 [-0.02, 0.10] on 50 prompts"),
+        (Interval(value=0.3, low=0.18, high=0.42), True, "beats v3 by 0.30 [0.18, 0.42] on 50 prompts"),
+        (None, False, "shares no scored held-out prompt with v3"),
+    ],
+)
+def test_a_challenger_replaces_the_champion_only_beyond_the_interval(versus, becomes_champion, said):
+    bar = BAR.model_copy(update={"min_slice_accuracy": {}})
+    decision = gate_decision(bar, CLEARS.model_copy(update={"versus_champion": versus, "compared_prompts": 50}), "3")
+    assert decision.passed and decision.champion is becomes_champion and said in decision.reason
 
 
 def test_the_student_is_compared_with_the_champion_slice_by_slice_on_the_same_prompts():
     from tasks.gate import versus_champion
-    from tasks.tracking import Champion
 
     champion = Champion(
         version="4",
@@ -23,3 +67,51 @@ def test_the_student_is_compared_with_the_champion_slice_by_slice_on_the_same_pr
     assert round(metrics["vs_champion.all"], 2) == 0.2 and "train.loss" not in str(metrics)
     assert "The same 12 held-out prompts the champion (version 4) was scored on." in table
     assert table.count("| all |") == 1 and "| capitals | 0.50 | 0.75 | +0.25 |" in table
+
+
+def _answers(right: int, wrong: int) -> list[dict]:
+    """The student's answers to the same fixed prompts, the first `right` correct, and one teacher answer."""
+    row = lambda i, model, ok: {  # noqa: E731
+        "id": str(i), "slice": "sums", "prompt": f"What is {i} + {i}?", "reference": str(2 * i), "model": model,
+        "answer": "?", "correct": ok, "reason": None,
+    }  # fmt: skip
+    return [row(i, "student", i < right) for i in range(right + wrong)] + [row(0, "teacher", True)]
+
+
+def test_champion_challenger_and_previous_in_a_real_registry(tmp_path):
+    """Three students in a (sqlite) MLflow registry: the first clears the bar and is champion; the second misses
+    it and gets no alias; the third beats the first on the same prompts and replaces it, which keeps `previous`."""
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    (model_dir / "config.json").write_text("{}")
+    config = GateConfig(min_transfer_ratio=0.5)
+
+    def student(name: str, transfer: float, answers: list[dict]):
+        run = start_run(TrackingConfig(), str(tmp_path), {"run": name}, name)
+        log_dataset(run, write_dataset(answers, tmp_path / f"{name}.parquet", ANSWERS), "evaluate.answers", "evaluate")
+        best = champion(run, config.registered_model, config.alias)
+        evidence = CLEARS.model_copy(update={"transfer_ratio": transfer, "slice_accuracy": {"all": transfer}})
+        evidence = against_champion(evidence, answers, best)
+        runs.append(run)
+        return promote_student.fn(config, run, str(model_dir), {}, evidence, best)
+
+    runs = []
+    first = student("first", 0.7, _answers(right=10, wrong=30))
+    assert first.promoted and first.challenger and first.replaced is None
+    missed = student("second", 0.3, _answers(right=30, wrong=10))
+    assert not missed.challenger and not missed.promoted and missed.missed == ["transfer ratio 0.30 < 0.50"]
+    better = student("third", 0.9, _answers(right=30, wrong=10))
+    assert better.promoted and better.replaced == first.version and "beats v1" in better.reason
+
+    client = MlflowClient(runs[0].tracking_uri)
+    aliases = {v: client.get_model_version(config.registered_model, v).aliases for v in ("1", "2", "3")}
+    assert (
+        sorted(aliases["1"]) == ["previous"]
+        and aliases["2"] == []
+        and sorted(aliases["3"])
+        == [
+            "challenger",
+            "champion",
+        ]
+    )
+    assert client.get_model_version(config.registered_model, "2").tags["gate"] == "failed"
