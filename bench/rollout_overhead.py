@@ -16,12 +16,12 @@ from pathlib import Path
 
 from _setup import demo_prompts, embedded_teacher
 
-from infra.local import VLLMServer, vllm_python
 from tasks import storage
 from tasks.llm.config import LLMConfig, SamplingConfig, ServerConfig
 from tasks.llm.local import chat_prompts
 from tasks.llm.store import open_store
 from tasks.llm.types import Request, by_missing_count, chat_messages, request_seed
+from tasks.llm.vllm_server import VLLMServer, vllm_python
 from tasks.models import load_model
 from tasks.rollout import RolloutConfig, rollout
 from tasks.stage import prompt_id, read_dataset

@@ -21,10 +21,10 @@ from pathlib import Path
 
 from _setup import ROOT, demo_prompts, embedded_teacher
 
-from infra.local import VLLMServer
 from tasks import storage
 from tasks.llm.config import LLMConfig
 from tasks.llm.store import open_store
+from tasks.llm.vllm_server import VLLMServer
 from tasks.refs import DatasetRef
 from tasks.rollout import RolloutConfig, rollout
 from tasks.stage import prompt_id

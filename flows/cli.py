@@ -124,8 +124,10 @@ def render_summary(summary) -> str:
     lines += [
         f"{'exported':<12}{'':>10}{summary.exported_mb:>10.0f}   {summary.exported_uri}",
         "",
+        *([f"export check {summary.export_check}"] if summary.export_check else []),
         f"gate: {p.registered_model} version {p.version}, {p.reason}",
         *([summary.fallback] if summary.fallback else []),
+        *([summary.win_rate] if summary.win_rate else []),
         f"MLflow run {summary.mlflow_run_id} at {summary.tracking_uri}",
         f"  view it: mlflow ui --backend-store-uri {summary.tracking_uri}",
         "stage seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in summary.stage_seconds.items()),

@@ -14,6 +14,7 @@ from flows.preflight import ServiceDown, check_services
 from tasks import storage
 from tasks.cache import cached
 from tasks.config import Config
+from tasks.curves import series
 from tasks.decontaminate import DecontaminateConfig, EvalSetUnreadable, decontaminate_prompts, eval_sets_digest
 from tasks.dedup import DedupConfig, dedup_rollouts
 from tasks.drift import DriftConfig, drift_report
@@ -30,7 +31,7 @@ from tasks.gate import (
     promote_student,
     versus_champion,
 )
-from tasks.judge import JudgeConfig, JudgeUncalibrated, calibration_digest, judge_rollouts
+from tasks.judge import JudgeConfig, JudgeUncalibrated, calibration_digest, judge_rollouts, win_rate
 from tasks.llm.config import LLMConfig
 from tasks.llm.types import ModelUnavailable
 from tasks.logfile.files import LogError
@@ -57,6 +58,7 @@ from tasks.tracking import (
     log_markdown,
     log_metrics,
     log_stage,
+    log_steps,
     tracked_run,
 )
 from tasks.train import TrainConfig
@@ -140,8 +142,10 @@ class DistillSummary(BaseModel):
     transfer_ratio: dict[str, float]
     exported_uri: str
     exported_mb: float
+    export_check: str = ""  # the export's check: against the merged model, and served by vLLM where it ran
     promotion: Promotion
     fallback: str = ""  # where the student would hand over to the teacher, in words
+    win_rate: str = ""  # the judge's student-vs-teacher verdicts, when asked for (judge.win_rate)
     mlflow_run_id: str
     tracking_uri: str
     stage_seconds: dict[str, float]
@@ -206,10 +210,14 @@ def slices_in(*datasets: DatasetRef) -> set[str]:
     return {name for ref in datasets for name in read_table(ref).column("slice").to_pylist()}
 
 
+def _judge_model(cfg: DistillConfig, teacher: ModelRef | None, work: str) -> tuple[LLMConfig, ModelRef | None]:
+    """The judge and its weights: the teacher unless `judge.model` names another model."""
+    return (cfg.judge.model, prepare_teacher(cfg.judge.model, work)) if cfg.judge.model else (cfg.teacher, teacher)
+
+
 def _judge(run: Run, cfg: DistillConfig, teacher: ModelRef | None, rollouts: DatasetRef, store: str, work: str):
     """The judge stage: the teacher judges, greedy, unless `judge.model` names another model."""
-    model = cfg.judge.model or cfg.teacher
-    checkpoint = prepare_teacher(cfg.judge.model, work) if cfg.judge.model else teacher
+    model, checkpoint = _judge_model(cfg, teacher, work)
     digest = calibration_digest(cfg.judge)
     judged = log_stage(run, cached(judge_rollouts)(cfg.judge, model, checkpoint, rollouts, digest, store, work))
     if judged.plot:
@@ -269,6 +277,9 @@ def _distill(cfg: DistillConfig, work: str, store: str) -> DistillSummary:
         kept = log_stage(run, filtered)
         base = prepare_student(cfg.student, teacher, work)
         trained = log_stage(run, placed("train", cfg.placement.train)(cfg.train, base, kept.rows, work))
+        log_steps(run, "train.curve", series(trained.curve))
+        if trained.curve_plot:
+            log_image(run, trained.curve_plot, "train/curves.png", "train and eval loss, learning rate per step")
         scored = log_stage(
             run,
             placed("evaluate", cfg.placement.evaluate)(
@@ -286,6 +297,10 @@ def _distill(cfg: DistillConfig, work: str, store: str) -> DistillSummary:
         )
         log_image(run, scored.plot, "evaluate/slices.png", "held-out accuracy per slice, every model, 95 % intervals")
         log_image(run, scored.fallback_plot, "evaluate/fallback.png", "the student's accuracy against fallback")
+        won = None
+        if cfg.judge.win_rate:
+            won = win_rate(cfg.judge, *_judge_model(cfg, teacher, work), read_dataset(scored.answers), store)
+            log_metrics(run, "evaluate.judge", won.model_dump(exclude={"calibrated"}))
         if held_out is not redacted.eval_prompts:  # scored where the champion was: say how they compare
             metrics, table = versus_champion(scored.scores["student"].accuracy, best, held_out.rows)
             log_metrics(run, "evaluate", metrics)
@@ -315,8 +330,10 @@ def _distill(cfg: DistillConfig, work: str, store: str) -> DistillSummary:
         transfer_ratio={name: scored.transfer_ratio(name) for name in scored.scores["teacher"].accuracy},
         exported_uri=exported.model.uri,
         exported_mb=exported.report.metrics["exported_mb"],
+        export_check=("passed: " if exported.check_passed else "FAILED: ") + exported.check_reason,
         promotion=promotion,
         fallback=scored.fallback.summary() if scored.fallback else "",
+        win_rate=won.summary() if won else "",
         mlflow_run_id=run.run_id,
         tracking_uri=run.tracking_uri,
         stage_seconds={s.report.stage: s.report.seconds for s in stages},

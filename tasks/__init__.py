@@ -5,3 +5,6 @@ import os
 # transformers, datasets and llmcompressor draw a progress bar per model load, dataset map and layer; each stage
 # prints its own progress line. tqdm reads TQDM_DISABLE once, when it is first imported: before any stage runs.
 os.environ.setdefault("TQDM_DISABLE", "1")
+# llmcompressor configures its loguru logger on import and again in oneshot (a warning per call on CPU: "No
+# accelerator available!"); its own switch keeps it off however often that happens.
+os.environ.setdefault("LLM_COMPRESSOR_LOG_DISABLED", "true")

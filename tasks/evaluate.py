@@ -124,13 +124,15 @@ class Speed(BaseModel):
     tokens_per_s: float = 0.0
 
 
-def measure_speed(backend: Backend, rows: list[dict], prompts: int) -> Speed:
-    """Latency and throughput over the first prompts, each answered alone."""
+def measure_speed(backend: Backend, rows: list[dict], prompts: int, name: str) -> Speed:
+    """Latency and throughput over the first prompts, each answered alone (one progress line for them all)."""
     timings = []
-    for i, row in enumerate(rows[:prompts]):
+    progress = Progress(f"evaluate {name} latency", min(prompts, len(rows)), unit="prompts")
+    for row in rows[:prompts]:
         start = time.perf_counter()
-        [completion] = answer_all(backend, [row], f"latency {i}")
+        [completion] = answer_each(backend, [conversation(row)])
         timings.append((completion.completion_tokens, time.perf_counter() - start))
+        progress.advance(1)
     seconds = [t for _, t in timings]
     if not timings:
         return Speed()
@@ -205,7 +207,7 @@ def score_teacher(
         if answers.rejected:
             raise RuntimeError(f"the teacher refused {len(answers.rejected)} held-out prompts: {answers.rejected}")
         texts = [answers.completions[(prompt_id(r["prompt"]), 0)].text for r in rows]
-        speed = measure_speed(backend, rows, config.latency_prompts)
+        speed = measure_speed(backend, rows, config.latency_prompts, "teacher")
     finally:
         backend.close()
     return texts, speed
@@ -241,7 +243,7 @@ def evaluate(
                     completions = answer_all(backend, rows, name)
                     texts = [c.text for c in completions]
                     confidences = [confidence(c.logprobs) for c in completions] if sure else None
-                    speed = measure_speed(backend, rows, config.latency_prompts)
+                    speed = measure_speed(backend, rows, config.latency_prompts, name)
                     backend.close()
                     del model, backend
                     weights = base.uri  # the merged student has the base's shape

@@ -24,7 +24,7 @@ from contextlib import closing
 from dataclasses import dataclass
 
 from prefect import task
-from pydantic import Field, model_validator
+from pydantic import BaseModel, Field, model_validator
 
 from tasks import storage
 from tasks.cache import STAGE_TASK, stage_uri
@@ -70,6 +70,12 @@ class JudgeConfig(Config):
         "reaches this.",
     )  # fmt: skip
     allow_uncalibrated: bool = Field(False, description="Filter with a judge no calibration set has measured.")
+    win_rate: bool = Field(
+        False,
+        description="After evaluation, the judge compares the student's and the teacher's answer to every held-out "
+        "prompt (order randomised per pair, ties counted): the student's win-rate.",
+        json_schema_extra=PLACE,  # asked after the stages it would key; its answers are in the durable store
+    )
     uncalibrated_threshold: int = Field(4, ge=1, le=5, description="The threshold of an uncalibrated judge.")
 
     @model_validator(mode="after")
@@ -314,6 +320,48 @@ def judge(
         calibrated=bool(table),
         plot=plot_uri,
         report=report,
+    )
+
+
+class WinRate(BaseModel):
+    """The student against the teacher on the held-out prompts, by the judge, pair by pair."""
+
+    pairs: int
+    student_wins: int
+    teacher_wins: int
+    ties: int
+    unparsed: int
+    win_rate: float  # the student's wins, ties counting half, over the pairs judged
+    first_shown_preferred: float  # 0.5: no position bias
+    calibrated: bool  # the judge was measured on a calibration set (its 1-5 scores)
+
+    def summary(self) -> str:
+        measured = "" if self.calibrated else ", uncalibrated judge"
+        return (
+            f"judge win-rate, student vs teacher: {self.win_rate:.2f} ({self.student_wins} won, {self.teacher_wins} "
+            f"lost, {self.ties} tied of {self.pairs} prompts; first shown preferred {self.first_shown_preferred:.2f}"
+            f"{measured})"
+        )
+
+
+@task(name="judge_win_rate")
+def win_rate(
+    config: JudgeConfig, model: LLMConfig, checkpoint: ModelRef | None, answers: list[dict], store_url: str
+) -> WinRate:
+    """The judge's verdict on (student, teacher) for each held-out prompt both answered (evaluate's answers)."""
+    said = {(r["model"], r["prompt"]): r["answer"] for r in answers}
+    prompts = sorted({prompt for model_name, prompt in said if model_name == "student"})
+    pairs = [(p, said["student", p], said["teacher", p]) for p in prompts if ("teacher", p) in said]
+    found = Judge(config, model, checkpoint, store_url).compare(pairs)
+    return WinRate(
+        pairs=len(pairs),
+        student_wins=found.x_wins,
+        teacher_wins=found.y_wins,
+        ties=found.ties,
+        unparsed=found.unparsed,
+        win_rate=found.x_win_rate,
+        first_shown_preferred=found.first_shown_preferred,
+        calibrated=bool(config.calibration),
     )
 
 

@@ -234,6 +234,16 @@ def log_metrics(run: Run, prefix: str, values: dict[str, float]) -> None:
     _client(run.tracking_uri).log_batch(run.run_id, metrics=metrics)
 
 
+def log_steps(run: Run, prefix: str, series: dict[str, list[tuple[int, float]]]) -> None:
+    """Step metrics `<prefix>.<name>` (MLflow draws them as curves)."""
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    metrics = [Metric(f"{prefix}.{name}", float(v), now, step) for name, pairs in series.items() for step, v in pairs]
+    for start in range(0, len(metrics), 1000):  # MLflow takes at most 1000 metrics a batch
+        _client(run.tracking_uri).log_batch(run.run_id, metrics=metrics[start : start + 1000])
+
+
 def log_stage(run: Run, result: StageResult, artifacts: list[str] = ()) -> StageResult:
     """Log a stage's counts, metrics, summary and datasets, copying the datasets named in `artifacts`
     into the run's artifacts; return the result, or raise RunStops when the run ends after this stage."""

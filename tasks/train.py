@@ -2,7 +2,8 @@
 
 SFT with TRL's SFTTrainer and a PEFT LoRA adapter, loss on assistant tokens only (the chat
 template's {% generation %} markers), a validation split held out by prompt, eval loss every few
-steps, early stopping, and the best checkpoint kept. The adapter is the stage's model folder.
+steps, early stopping, and the best checkpoint kept. The adapter is the stage's model folder; the training
+curves (tasks.curves) go beside it as a PNG and into the result, for MLflow step metrics.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from pydantic import Field
 from tasks import storage
 from tasks.cache import STAGE_TASK, stage_uri
 from tasks.config import Config
+from tasks.curves import CurvePoint, curve_from
+from tasks.curves import plot as plot_curve
 from tasks.models import model_ref
 from tasks.refs import DatasetRef, ModelRef
 from tasks.stage import StageReport, StageResult, Timer, log, read_dataset
@@ -45,6 +48,8 @@ class TrainConfig(Config):
 
 class Trained(StageResult):
     adapter: ModelRef  # the best LoRA adapter
+    curve: list[CurvePoint] = []  # train and eval loss, learning rate, per logged step
+    curve_plot: str | None = None  # the curves as a PNG
 
 
 def split_by_prompt(rows: list[dict], share: float, seed: int) -> tuple[list[dict], list[dict]]:
@@ -55,8 +60,10 @@ def split_by_prompt(rows: list[dict], share: float, seed: int) -> tuple[list[dic
     return [r for r in rows if r["prompt_id"] not in held], [r for r in rows if r["prompt_id"] in held]
 
 
-def sft(config: TrainConfig, base: ModelRef, rows: list[dict], adapter_dir: Path, scratch: Path) -> dict[str, float]:
-    """LoRA SFT on assistant tokens; saves the best adapter to `adapter_dir`; returns metrics."""
+def sft_trainer(
+    config: TrainConfig, base_path: Path, train_rows: list[dict], validation_rows: list[dict], scratch: Path
+):
+    """TRL's SFTTrainer for LoRA on assistant tokens, eval loss every few steps, early stopping, best kept."""
     import torch
     from datasets import Dataset
     from peft import LoraConfig
@@ -75,9 +82,6 @@ def sft(config: TrainConfig, base: ModelRef, rows: list[dict], adapter_dir: Path
             log(f"train: step {state.global_step}/{state.max_steps} {shown}")
 
     on_gpu = torch.cuda.is_available()
-    train_rows, validation_rows = split_by_prompt(rows, config.validation_share, config.seed)
-    if not train_rows:
-        raise ValueError(f"only {len(rows)} training rows, all held out for validation: sample more prompts")
     as_dataset = lambda part: Dataset.from_list([{"messages": r["messages"]} for r in part])  # noqa: E731
     args = SFTConfig(
         output_dir=str(scratch / "checkpoints"),
@@ -95,7 +99,7 @@ def sft(config: TrainConfig, base: ModelRef, rows: list[dict], adapter_dir: Path
         load_best_model_at_end=True,
         metric_for_best_model="eval_loss",
         greater_is_better=False,
-        logging_steps=config.eval_every_steps,
+        logging_steps=max(1, config.eval_every_steps // 2),  # the train curve twice as fine as the eval one
         report_to=[],  # the flow logs to MLflow itself, into the flow's run
         disable_tqdm=True,
         use_cpu=not on_gpu,
@@ -110,7 +114,6 @@ def sft(config: TrainConfig, base: ModelRef, rows: list[dict], adapter_dir: Path
         target_modules=config.lora_targets,
         task_type="CAUSAL_LM",
     )
-    base_path = storage.local_folder(base.uri)
     trainer = SFTTrainer(
         model=AutoModelForCausalLM.from_pretrained(base_path),
         args=args,
@@ -121,10 +124,21 @@ def sft(config: TrainConfig, base: ModelRef, rows: list[dict], adapter_dir: Path
         callbacks=[EarlyStoppingCallback(early_stopping_patience=config.early_stopping_patience), LogProgress()],
     )
     trainer.remove_callback(PrinterCallback)  # prints every log dict; LogProgress says it in one line
+    return trainer
+
+
+def sft(
+    config: TrainConfig, base: ModelRef, rows: list[dict], adapter_dir: Path, scratch: Path
+) -> tuple[dict[str, float], list[CurvePoint]]:
+    """LoRA SFT on assistant tokens; saves the best adapter to `adapter_dir`; returns metrics and curves."""
+    train_rows, validation_rows = split_by_prompt(rows, config.validation_share, config.seed)
+    if not train_rows:
+        raise ValueError(f"only {len(rows)} training rows, all held out for validation: sample more prompts")
+    trainer = sft_trainer(config, storage.local_folder(base.uri), train_rows, validation_rows, scratch)
     before = trainer.evaluate()["eval_loss"]
     result = trainer.train()
     trainer.save_model(str(adapter_dir))
-    return {
+    metrics = {
         "train_rows": len(train_rows),
         "validation_rows": len(validation_rows),
         "steps": result.global_step,
@@ -132,6 +146,7 @@ def sft(config: TrainConfig, base: ModelRef, rows: list[dict], adapter_dir: Path
         "eval_loss_before": before,
         "eval_loss_best": trainer.state.best_metric,
     }
+    return metrics, curve_from(trainer.state.log_history)
 
 
 def train(config: TrainConfig, base: ModelRef, rows_ref: DatasetRef, out_uri: str) -> Trained:
@@ -147,9 +162,11 @@ def train(config: TrainConfig, base: ModelRef, rows_ref: DatasetRef, out_uri: st
             tempfile.TemporaryDirectory(prefix="redistill-train-") as scratch,
             storage.model_folder(adapter_uri) as out,
         ):
-            metrics = sft(config, base, rows, out, Path(scratch))
+            metrics, curve = sft(config, base, rows, out, Path(scratch))
+        curve_uri = storage.join(out_uri, "curves.png")
+        storage.write_bytes(plot_curve(curve), curve_uri)
     report = StageReport(stage="train", rows_in=len(rows), rows_out=len(rows), metrics=metrics, seconds=timer.seconds)
-    return Trained(adapter=model_ref(adapter_uri), report=report)
+    return Trained(adapter=model_ref(adapter_uri), curve=curve, curve_plot=curve_uri, report=report)
 
 
 @task(name="train_student", **STAGE_TASK)

@@ -24,7 +24,7 @@ def tiny_teacher(tmp_path_factory) -> Path:
 def vllm_teacher(tiny_teacher, tmp_path_factory):
     """vLLM's OpenAI-compatible server (its CPU build, own environment) serving the tiny teacher as "teacher";
     tests may kill and restart it. Skips where vLLM's environment is missing (make vllm-env)."""
-    from infra.local import VLLMServer, vllm_python
+    from tasks.llm.vllm_server import VLLMServer, vllm_python
 
     if not vllm_python().exists():
         pytest.skip("needs vLLM's environment (make vllm-env)")

@@ -157,6 +157,7 @@ def test_the_closing_table_shows_the_students_interval_speed_memory_and_the_gate
         transfer_ratio={"capitals": 0.625, "all": 0.625},
         exported_uri="/work/export/awq",
         exported_mb=147.0,
+        export_check="passed: accuracy 0.50 exported vs 0.50 merged; served by vLLM: accuracy 0.50, 90 tokens/s",
         promotion=Promotion(registered_model="s", version="2", promoted=False, reason="not promoted: transfer ratio"),
         mlflow_run_id="abc",
         tracking_uri="sqlite:///x.db",
@@ -168,3 +169,7 @@ def test_the_closing_table_shows_the_students_interval_speed_memory_and_the_gate
     [student_line] = [line for line in lines if line.startswith("student ")]
     assert student_line.split() == ["student", "81.4", "326", "0.40", "0.90", "30.0", "410"]
     assert "gate: s version 2, not promoted: transfer ratio" in lines
+    assert (
+        "export check passed: accuracy 0.50 exported vs 0.50 merged; served by vLLM: accuracy 0.50, 90 tokens/s"
+        in lines
+    )

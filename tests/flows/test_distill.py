@@ -14,6 +14,7 @@ from tasks.evaluate import EvaluateConfig
 from tasks.export import ExportConfig
 from tasks.filter import FilterConfig
 from tasks.gate import GateConfig
+from tasks.judge import JudgeConfig
 from tasks.llm.config import LLMConfig, SamplingConfig
 from tasks.llm.local import generate
 from tasks.models import END_OF_TURN, load_model
@@ -56,8 +57,9 @@ def runs(prefect_server, tiny_teacher, demo_log, tmp_path_factory):
         filter=FilterConfig(drop_truncated=False),
         train=TrainConfig(epochs=1, batch_size=4, eval_every_steps=2),
         evaluate=EvaluateConfig(max_new_tokens=8, latency_prompts=2),
-        export=ExportConfig(calibration_rows=8, check_prompts=2, max_new_tokens=8),
+        export=ExportConfig(calibration_rows=8, check_prompts=2, max_new_tokens=8, serve_check="off"),
         gate=GateConfig(min_transfer_ratio=0.0),
+        judge=JudgeConfig(win_rate=True, max_new_tokens=4),
     )
     results = []
     for _ in range(2):
@@ -138,6 +140,13 @@ def test_second_run_is_served_from_cache_and_tracked_in_full(runs):
         }
         summaries = {a.path for a in client.list_artifacts(summary.mlflow_run_id, "summaries")}
         assert {f"summaries/{s}.md" for s in SUMMARIES} <= summaries
+        # the training curves as step metrics and a plot; the judge's win-rate (its pairs from the store)
+        curve = client.get_metric_history(summary.mlflow_run_id, "train.curve.eval_loss")
+        steps = sorted(m.step for m in curve)
+        assert len(steps) >= 2 and steps[0] > 0 and len(set(steps)) == len(steps)
+        assert "train/curves.png" in {a.path for a in client.list_artifacts(summary.mlflow_run_id, "train")}
+        assert run.data.metrics["evaluate.judge.pairs"] == 8  # source.eval_size
+        assert summary.win_rate.startswith("judge win-rate, student vs teacher:")
 
 
 def test_the_student_is_registered_and_the_export_loads_and_generates(runs):

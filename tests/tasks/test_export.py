@@ -4,9 +4,10 @@ import pytest
 from safetensors import safe_open
 from transformers import LlamaConfig
 
-from tasks.export import ExportConfig, check_decision, check_group_size, export
+from tasks.export import ExportConfig, Served, check_decision, check_group_size, export, serve_check, served_decision
 from tasks.llm.local import generate
 from tasks.llm.types import Completion
+from tasks.llm.vllm_server import vllm_python
 from tasks.models import load_model, model_ref
 from tasks.schemas import REDACTED_PROMPTS, TRAINING_ROWS
 from tasks.stage import write_dataset
@@ -26,7 +27,7 @@ def _said(*texts: str) -> list[Completion]:
 
 
 def test_the_check_fails_a_wrong_or_empty_export_that_any_answer_used_to_pass():
-    config = ExportConfig(max_accuracy_drop=0.1)
+    config = ExportConfig(max_accuracy_drop=0.1)  # the default is one point
     right, wrong = _said("The capital of Australia is Canberra."), _said("The capital of Australia is Melbourne.")
     # "Melbourne" passed the old smoke test: any non-empty answer did. Now it is scored against the merged model.
     assert check_decision(config, right, wrong, (1.0, 0.0)) == (
@@ -49,7 +50,10 @@ def test_the_check_fails_a_wrong_or_empty_export_that_any_answer_used_to_pass():
     assert check_decision(config, [], [], (None, None))[1].startswith("no held-out prompts")
 
 
-def test_export_merges_quantizes_to_4_bit_and_is_scored_against_the_merged_model(tiny_teacher, tmp_path):
+@pytest.fixture(scope="module")
+def trained(tiny_teacher, tmp_path_factory):
+    """A tiny student trained one epoch on sums, its rows, and three held-out sums."""
+    tmp_path = tmp_path_factory.mktemp("trained")
     base = build_student(StudentConfig(), model_ref(str(tiny_teacher)), str(tmp_path))
     messages = [
         [{"role": "user", "content": f"What is {i} + 1?"}, {"role": "assistant", "content": str(i + 1)}]
@@ -69,25 +73,54 @@ def test_export_merges_quantizes_to_4_bit_and_is_scored_against_the_merged_model
         }
         for i in range(3)
     ]
-    result = export(
-        ExportConfig(calibration_rows=8, check_prompts=2, max_new_tokens=4),
-        VerifyConfig(by_slice={"math": Number()}),
-        base,
-        adapter.adapter,
-        rows_ref,
-        write_dataset(held_out, tmp_path / "prompts.parquet", REDACTED_PROMPTS),
-        str(tmp_path / "export"),
-    )
+    return base, adapter.adapter, rows_ref, write_dataset(held_out, tmp_path / "prompts.parquet", REDACTED_PROMPTS)
+
+
+def _export(trained, out, **config):
+    base, adapter, rows, held_out = trained
+    config = ExportConfig(calibration_rows=8, check_prompts=2, max_new_tokens=4, **config)
+    return export(config, VerifyConfig(by_slice={"math": Number()}), base, adapter, rows, held_out, str(out))
+
+
+def test_export_merges_quantizes_to_4_bit_and_is_scored_against_the_merged_model(trained, tmp_path):
+    result = _export(trained, tmp_path / "export", serve_check="off")
     quantization = json.loads((tmp_path / "export" / "awq" / "config.json").read_text())["quantization_config"]
     weights = quantization["config_groups"]["group_0"]["weights"]
     assert quantization["format"] == "pack-quantized" and weights["num_bits"] == 4 and weights["group_size"] == 32
     with safe_open(tmp_path / "export" / "awq" / "model.safetensors", "pt") as saved:
         # the tied embedding is not quantized: stored in bf16, half its fp32 size
         assert saved.get_slice("model.embed_tokens.weight").get_dtype() == "BF16"
-    assert result.quantized and result.model.uri.endswith("awq")
+    assert result.quantized and result.model.uri.endswith("awq") and result.served is None
     assert result.report.rows_in == 2  # check_prompts
     assert result.merged_accuracy is not None and result.exported_accuracy is not None
-    assert result.check_passed == (result.merged_accuracy - result.exported_accuracy <= 0.1 + 1e-9)
+    assert result.check_passed == (result.merged_accuracy - result.exported_accuracy <= 0.01 + 1e-9)
     model, tokenizer = load_model(result.model.uri)
     [[completion]] = generate(model, tokenizer, ["What is 2 + 1?"], max_new_tokens=4)
     assert completion.completion_tokens > 0
+
+
+@pytest.mark.skipif(not vllm_python().exists(), reason="needs vLLM's environment (make vllm-env)")
+def test_vllm_loads_and_serves_the_4_bit_export(trained, tmp_path):
+    """The deploy check: vLLM (its CPU build, the same engine as on GPUs) loads the AWQ export and answers the
+    check prompts through its OpenAI-compatible server."""
+    result = _export(trained, tmp_path / "export", serve_check="on", max_accuracy_drop=1.0)
+    assert result.served is not None and result.served.error is None, result.served
+    assert result.served.answered > 0 and result.served.tokens_per_s > 0 and result.served.accuracy is not None
+    assert result.check_passed and "served by vLLM: accuracy" in result.check_reason
+    assert result.report.metrics["served_ok"] == 1.0
+
+
+def test_a_required_serve_check_without_vllm_fails_the_export_and_says_what_to_run(monkeypatch, tmp_path):
+    monkeypatch.setenv("REDISTILL_VLLM_PYTHON", str(tmp_path / "missing" / "python"))
+    rows = [{"slice": "math", "prompt": "What is 1 + 1?", "reference": "2"}]
+    assert serve_check(ExportConfig(serve_check="auto"), VerifyConfig(), "unused", rows) is None
+    served = serve_check(ExportConfig(serve_check="on"), VerifyConfig(), "unused", rows)
+    assert served_decision(served) == (
+        False,
+        f"vLLM could not serve it: export.serve_check is 'on' but vLLM's environment is missing "
+        f"({tmp_path / 'missing' / 'python'}): run `make vllm-env`",
+    )
+    assert served_decision(Served(accuracy=None, answered=0.0, tokens_per_s=0.0)) == (
+        False,
+        "served by vLLM, it gave only empty answers",
+    )

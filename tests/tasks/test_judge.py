@@ -154,3 +154,29 @@ def test_pairwise_order_is_randomised_ties_counted_and_position_bias_measured():
     judged = compare(fair, triples, seed=1)
     assert judged.ties == 20 and judged.x_wins == 180 and judged.y_wins == 0
     assert judged.x_win_rate == (180 + 10) / 200 and 0.4 < judged.first_shown_preferred < 0.6
+
+
+def test_the_students_win_rate_pairs_its_answers_with_the_teachers_by_prompt(tmp_path, monkeypatch):
+    """Evaluate's answers in, one pairwise verdict per prompt both answered: a judge that prefers whichever
+    answer says "Ottawa" (ties where both do)."""
+    from tasks import judge as judge_stage
+    from tasks.judge import win_rate
+
+    def prefers_ottawa(self, texts):
+        def verdict(text):
+            first, second = text.split("Answer B:")
+            return "tie" if "Ottawa" in first and "Ottawa" in second else "A" if "Ottawa" in first else "B"
+
+        return [verdict(t) for t in texts], {}
+
+    monkeypatch.setattr(judge_stage.Judge, "replies", prefers_ottawa)
+    row = lambda model, i, answer: {"model": model, "prompt": f"Capital of Canada? ({i})", "answer": answer}  # noqa: E731
+    answers = [row("teacher", i, "Ottawa.") for i in range(6)] + [row("student", i, "Toronto.") for i in range(4)]
+    answers += [row("student", 4, "Ottawa!"), row("student", 5, "Ottawa."), row("student", 9, "Ottawa.")]
+    won = win_rate.fn(JudgeConfig(), LLMConfig(), None, answers, str(tmp_path / "r.sqlite"))
+    assert (won.pairs, won.student_wins, won.teacher_wins, won.ties) == (6, 0, 4, 2)  # prompt 9: no teacher answer
+    assert won.win_rate == 1 / 6 and not won.calibrated
+    assert won.summary() == (
+        "judge win-rate, student vs teacher: 0.17 (0 won, 4 lost, 2 tied of 6 prompts; first shown preferred "
+        f"{won.first_shown_preferred:.2f}, uncalibrated judge)"
+    )

@@ -16,9 +16,9 @@ from prefect import flow
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
-from infra.local import vllm_python
 from tasks.llm.config import LLMConfig, SamplingConfig, ServerConfig
 from tasks.llm.store import open_store
+from tasks.llm.vllm_server import vllm_python
 from tasks.pii import RedactConfig
 from tasks.rollout import RolloutConfig, rollout, rollout_teacher
 from tasks.schemas import REDACTED_PROMPTS
@@ -152,7 +152,7 @@ def test_a_killed_flow_loses_at_most_the_requests_in_flight(
         "filter": {"verify": False, "drop_truncated": False},
         "train": {"epochs": 1, "batch_size": 4, "eval_every_steps": 2},
         "evaluate": {"max_new_tokens": 8, "latency_prompts": 1},
-        "export": {"calibration_rows": 8, "check_prompts": 1, "max_new_tokens": 8},
+        "export": {"calibration_rows": 8, "check_prompts": 1, "max_new_tokens": 8, "serve_check": "off"},
     }
     (tmp_path / "run.yaml").write_text(yaml.safe_dump(config))
     command = [sys.executable, "-m", "flows.cli", "run", "--config", str(tmp_path / "run.yaml")]

@@ -1,10 +1,11 @@
 import pytest
 from transformers import AutoTokenizer
 
+from tasks.curves import curve_from, plot, series
 from tasks.models import CHATML_WITH_GENERATION, END_OF_TURN, model_ref
 from tasks.schemas import TRAINING_ROWS
 from tasks.stage import write_dataset
-from tasks.train import TrainConfig, split_by_prompt, train
+from tasks.train import TrainConfig, sft_trainer, split_by_prompt, train
 from tests.tiny import ORIGINAL_CHATML
 
 
@@ -56,11 +57,58 @@ def test_sft_lowers_held_out_loss_and_saves_the_best_adapter(teacher, tmp_path):
     assert metrics["train_rows"] == 32 and metrics["validation_rows"] == 8
     assert metrics["eval_loss_best"] < metrics["eval_loss_before"]
     assert result.adapter.uri == str(tmp_path / "out" / "adapter")
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["adapter"]  # no checkpoints left behind
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["adapter", "curves.png"]  # no checkpoints left
     assert (tmp_path / "out" / "adapter" / "adapter_config.json").exists()
+    evaluated = [p for p in result.curve if p.eval_loss is not None]
+    assert len(evaluated) >= 2 and min(p.eval_loss for p in evaluated) == metrics["eval_loss_best"]
+    assert all(p.loss is not None and p.learning_rate for p in result.curve if p.step % 3 == 0)
+    assert (tmp_path / "out" / "curves.png").read_bytes().startswith(b"\x89PNG")
 
 
 def test_too_few_rows_is_a_clear_error(teacher, tmp_path):
     rows = write_dataset(_chat_rows(1), tmp_path / "rows.parquet", TRAINING_ROWS)
     with pytest.raises(ValueError, match="1 training rows survived filtering"):
         train(TrainConfig(), teacher, rows, str(tmp_path / "out"))
+
+
+def test_the_loss_covers_exactly_the_assistant_turns_of_a_multi_turn_conversation(tiny_teacher, tmp_path):
+    """Through TRL's own tokenization and collator: the labels the loss sees are the assistant turns (each with
+    its end-of-turn token) and nothing of the system prompt or the user's turns."""
+    conversation = [
+        {"role": "system", "content": "Tu es un assistant de support."},
+        {"role": "user", "content": "Bonjour, quelle est la capitale de l'Australie ?"},
+        {"role": "assistant", "content": "Canberra."},
+        {"role": "user", "content": "Und die von Kanada? 加拿大呢？"},
+        {"role": "assistant", "content": "Ottawa, 渥太华."},
+    ]
+    rows = [{"messages": conversation, "prompt_id": "p0"}]
+    trainer = sft_trainer(TrainConfig(max_length=512), tiny_teacher, rows, rows, tmp_path)
+    tokenizer = trainer.processing_class
+    batch = trainer.data_collator([trainer.train_dataset[0]])
+    ids, labels = batch["input_ids"][0].tolist(), batch["labels"][0].tolist()
+    learned = [t for t, label in zip(ids, labels, strict=True) if label != -100]
+    ignored = tokenizer.decode([t for t, label in zip(ids, labels, strict=True) if label == -100])
+    assert tokenizer.decode(learned) == "Canberra." + END_OF_TURN + "Ottawa, 渥太华." + END_OF_TURN
+    assert "Canberra" not in ignored and "Ottawa" not in ignored
+    assert all(turn["content"] in ignored for turn in conversation if turn["role"] != "assistant")
+
+
+def test_curves_merge_train_and_eval_logs_per_step_and_leave_out_the_summary():
+    history = [
+        {"eval_loss": 9.0, "step": 0},  # trainer.evaluate() before training
+        {"loss": 8.0, "learning_rate": 0.002, "step": 2},
+        {"loss": 6.5, "learning_rate": 0.0015, "step": 4},
+        {"eval_loss": 7.0, "step": 4},
+        {"train_loss": 7.2, "train_runtime": 3.0, "step": 4},
+    ]
+    points = curve_from(history)
+    assert [p.model_dump() for p in points] == [
+        {"step": 2, "loss": 8.0, "eval_loss": None, "learning_rate": 0.002},
+        {"step": 4, "loss": 6.5, "eval_loss": 7.0, "learning_rate": 0.0015},
+    ]
+    assert series(points) == {
+        "loss": [(2, 8.0), (4, 6.5)],
+        "eval_loss": [(4, 7.0)],
+        "learning_rate": [(2, 0.002), (4, 0.0015)],
+    }
+    assert plot(points).startswith(b"\x89PNG")
