@@ -86,7 +86,7 @@ def test_export_merges_quantizes_to_4_bit_and_is_scored_against_the_merged_model
     result = _export(trained, tmp_path / "export", serve_check="off")
     quantization = json.loads((tmp_path / "export" / "awq" / "config.json").read_text())["quantization_config"]
     weights = quantization["config_groups"]["group_0"]["weights"]
-    assert quantization["format"] == "pack-quantized" and weights["num_bits"] == 4 and weights["group_size"] == 32
+    assert quantization["format"] == "pack-quantized" and weights["num_bits"] == 4 and weights["group_size"] == 16
     with safe_open(tmp_path / "export" / "awq" / "model.safetensors", "pt") as saved:
         # the tied embedding is not quantized: stored in bf16, half its fp32 size
         assert saved.get_slice("model.embed_tokens.weight").get_dtype() == "BF16"
