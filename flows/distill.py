@@ -317,7 +317,7 @@ def _distill(cfg: DistillConfig, work: str, store: str) -> DistillSummary:
         evidence = Evidence(
             transfer_ratio=scored.transfer_ratio(),
             slice_accuracy=student.accuracy,
-            latency_p95_s=student.latency_p95_s,
+            latency_p95_s=student.latency_p95_s if cfg.evaluate.latency_prompts else None,
             check_passed=exported.check_passed,
             check_reason=exported.check_reason,
         )

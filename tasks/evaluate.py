@@ -95,7 +95,10 @@ class Evaluated(StageResult):
     fallback_plot: str | None = None
 
     def transfer_ratio(self, slice_name: str = "all") -> float:
-        """Student accuracy over teacher accuracy (0 when the teacher scores 0)."""
+        """Student accuracy over teacher accuracy on the prompts both were scored on (0 when the teacher scores 0):
+        the value of the interval the metrics carry; from the scores for a result without intervals."""
+        if slice_name in self.transfer:
+            return self.transfer[slice_name].value
         teacher = self.scores["teacher"].accuracy.get(slice_name, 0.0)
         return self.scores["student"].accuracy.get(slice_name, 0.0) / teacher if teacher else 0.0
 
@@ -138,6 +141,21 @@ def measure_speed(backend: Backend, rows: list[dict], prompts: int, name: str) -
         return Speed()
     tokens = sum(n for n, _ in timings)
     return Speed(p50_s=percentile(seconds, 50), p95_s=percentile(seconds, 95), tokens_per_s=tokens / sum(seconds))
+
+
+def fallback_metrics(found: Fallback) -> dict[str, float]:
+    """The chosen threshold, the share of traffic it hands to the teacher and the accuracy kept; with no threshold
+    reaching the target, all traffic goes to the teacher; with no confidence measured, nothing is claimed."""
+    if not found.points:
+        return {}
+    if found.chosen is None:
+        return {"fallback.share": 1.0}
+    chosen = found.chosen
+    return {
+        "fallback.threshold": chosen.threshold,
+        "fallback.share": chosen.fallback_share,
+        "fallback.kept_accuracy": chosen.student_accuracy,
+    }
 
 
 def judged(
@@ -229,8 +247,8 @@ def evaluate(
         rows = read_dataset(held_out)
         answers, scores = [], {}
         sampling = greedy(config.max_new_tokens)
-        confidences = None
         for name in MODELS:
+            confidences = None
             with PeakMemory() as peak:
                 if name == "teacher":
                     texts, speed = score_teacher(config, teacher, teacher_checkpoint, store, rows)
@@ -243,9 +261,11 @@ def evaluate(
                     completions = answer_all(backend, rows, name)
                     texts = [c.text for c in completions]
                     confidences = [confidence(c.logprobs) for c in completions] if sure else None
-                    speed = measure_speed(backend, rows, config.latency_prompts, name)
+                    timed = LocalBackend(model, tokenizer, sampling, 1, seed=0)  # as served: no log-probabilities
+                    speed = measure_speed(timed, rows, config.latency_prompts, name)
                     backend.close()
-                    del model, backend
+                    timed.close()
+                    del model, backend, timed
                     weights = base.uri  # the merged student has the base's shape
             mine = judged(verify, rows, texts, name, confidences)
             scores[name] = ModelScore(
@@ -254,7 +274,8 @@ def evaluate(
                 latency_s=speed.p50_s,
                 latency_p95_s=speed.p95_s,
                 tokens_per_s=speed.tokens_per_s,
-                peak_memory_mb=peak.mb if weights else None,  # a served teacher's memory is its server's
+                # a served teacher's memory is its server's; vLLM's engine runs in processes of its own
+                peak_memory_mb=peak.mb if weights and not (name == "teacher" and teacher.backend == "vllm") else None,
                 params=parameter_count(weights) if weights else None,
                 size_mb=size_mb(weights) if weights else None,
             )
@@ -289,11 +310,8 @@ def evaluate(
         **{f"transfer_ratio.{k}": v.value for k, v in transfer.items()},
         **{f"transfer_ratio_low.{k}": v.low for k, v in transfer.items()},
         "disagreements": len(missed),
-        **(
-            {f"fallback.{k}": v for k, v in handover.chosen.model_dump().items()}
-            if handover.chosen
-            else {"fallback.share": 1.0}
-        ),
+        **{f"transfer_ratio_high.{k}": v.high for k, v in transfer.items()},
+        **fallback_metrics(handover),
     }
     result.report.details = (
         score_table(scores, transfer)

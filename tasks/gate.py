@@ -4,9 +4,11 @@
 The bar (GateConfig): the export passed its check (a quantization loss within `export.max_accuracy_drop`),
 the transfer ratio, a minimum accuracy per named slice, and a maximum p95 latency. A student that misses
 any of them is registered without an alias, and the verdict names every bar it missed. Beating the champion
-means the paired bootstrap interval of (this student - the champion), over the held-out prompts both were
-scored on, lies above 0 (tasks.stats): a difference of two prompts does not replace it. The first student to
-pass is champion by default; the one it replaces keeps its version and gets the `previous` alias.
+is decided on the held-out prompts both were scored on, by an exact sign test on those where the two disagree
+(one-sided p < 0.025; tasks.stats), shown with the paired bootstrap interval of the accuracy difference: a
+difference of two prompts does not replace it. The first student to pass is champion by default; the one it
+replaces keeps its version and gets the `previous` alias. The champion is read again just before promoting:
+one promoted by another run meanwhile is not compared, so this student stays challenger.
 """
 
 from __future__ import annotations
@@ -18,8 +20,11 @@ from tasks.comparison import ALL, paired
 from tasks.config import Config
 from tasks.fallback import Fallback
 from tasks.stage import dataset_ref, read_dataset
-from tasks.stats import Interval, difference_interval
+from tasks.stats import Interval, difference_interval, sign_test
 from tasks.tracking import Champion, Run, log_directory, log_markdown, register_version, set_alias
+from tasks.tracking import champion as current_champion
+
+SIGNIFICANCE = 0.025  # one-sided: a 95 % two-sided interval's worth of confidence
 
 
 class GateConfig(Config):
@@ -40,16 +45,29 @@ class GateConfig(Config):
     previous_alias: str = Field("previous", description="Alias the replaced champion keeps.")
 
 
+class Versus(BaseModel):
+    """This student against the champion on the held-out prompts both were scored on."""
+
+    difference: Interval  # accuracy (this student - the champion), paired bootstrap
+    prompts: int
+    wins: int  # prompts this student got right and the champion wrong
+    losses: int
+
+    @property
+    def p_value(self) -> float:
+        return sign_test(self.wins, self.losses)
+
+
 class Evidence(BaseModel):
-    """What the gate judges a student on; `versus_champion` is None without a champion to compare with."""
+    """What the gate judges a student on; `versus` is None without a champion to compare with."""
 
     transfer_ratio: float
     slice_accuracy: dict[str, float]
-    latency_p95_s: float
+    latency_p95_s: float | None  # none when not measured (evaluate.latency_prompts 0)
     check_passed: bool
     check_reason: str = ""
-    versus_champion: Interval | None = None
-    compared_prompts: int = 0
+    versus: Versus | None = None
+    versus_missing: str = ""  # why there is no comparison with the champion, in words
 
 
 class Decision(BaseModel):
@@ -85,8 +103,12 @@ def missed_bars(config: GateConfig, evidence: Evidence) -> list[str]:
             missed.append(f"slice {name}: no scored held-out prompt (needs {least:.2f})")
         elif found < least:
             missed.append(f"slice {name} accuracy {found:.2f} < {least:.2f}")
-    if config.max_latency_p95_s is not None and evidence.latency_p95_s > config.max_latency_p95_s:
-        missed.append(f"p95 latency {evidence.latency_p95_s:.2f}s > {config.max_latency_p95_s:.2f}s")
+    if config.max_latency_p95_s is not None:
+        if evidence.latency_p95_s is None:
+            bar = config.max_latency_p95_s
+            missed.append(f"p95 latency not measured (evaluate.latency_prompts is 0; the bar is {bar:.2f}s)")
+        elif evidence.latency_p95_s > config.max_latency_p95_s:
+            missed.append(f"p95 latency {evidence.latency_p95_s:.2f}s > {config.max_latency_p95_s:.2f}s")
     return missed
 
 
@@ -98,33 +120,43 @@ def gate_decision(config: GateConfig, evidence: Evidence, champion_version: str 
     cleared = f"cleared the bar (transfer ratio {evidence.transfer_ratio:.2f})"
     if champion_version is None:
         return Decision(passed=True, missed=[], champion=True, reason=f"@{config.alias}: the first to have {cleared}")
-    versus = evidence.versus_champion
+    versus = evidence.versus
     if versus is None:
-        why = f"@{config.challenger_alias}: {cleared}, but shares no scored held-out prompt with v{champion_version}"
-        return Decision(passed=True, missed=[], champion=False, reason=why + ", so it cannot replace it")
-    against = f"v{champion_version} by {versus} on {evidence.compared_prompts} prompts"
-    if versus.low > 0:
+        why = evidence.versus_missing or f"no scored held-out prompt shared with v{champion_version}"
+        return Decision(passed=True, missed=[], champion=False, reason=f"@{config.challenger_alias}: {cleared}, but "
+                        f"{why}, so it cannot replace v{champion_version}")  # fmt: skip
+    against = (
+        f"v{champion_version} by {versus.difference} on {versus.prompts} prompts ({versus.wins} better, "
+        f"{versus.losses} worse; sign test p={versus.p_value:.3f})"
+    )
+    if versus.p_value < SIGNIFICANCE:
         return Decision(passed=True, missed=[], champion=True, reason=f"@{config.alias}: {cleared} and beats {against}")
     return Decision(
         passed=True,
         missed=[],
         champion=False,
-        reason=f"@{config.challenger_alias}: {cleared}, but does not beat {against} (95 % interval not above 0)",
+        reason=f"@{config.challenger_alias}: {cleared}, but does not beat {against}: p >= {SIGNIFICANCE}",
     )
 
 
-def versus_champion_prompts(answers: list[dict], champion: Champion) -> tuple[Interval | None, int]:
-    """(this student - the champion) over the held-out prompts both were scored on, matched by prompt text;
-    (None, 0) when the champion's answers are gone or no prompt is shared."""
+def versus_champion_prompts(answers: list[dict], champion: Champion) -> Versus | str:
+    """This student against the champion over the held-out prompts both were scored on, matched by prompt text;
+    where there are none, why not, in words."""
     uri = champion.dataset("evaluate.answers")
     if not uri:
-        return None, 0
+        return f"the answers v{champion.version} was scored with are gone (its run's evaluate.answers)"
     by_text = lambda rows: {  # noqa: E731
-        r["prompt"]: r["correct"] for r in rows if r["model"] == "student" and r["correct"] is not None
+        r["prompt"]: float(r["correct"]) for r in rows if r["model"] == "student" and r["correct"] is not None
     }
-    ours, theirs = by_text(answers), by_text(read_dataset(dataset_ref(uri)))
-    mine, before = paired({k: float(v) for k, v in ours.items()}, {k: float(v) for k, v in theirs.items()})
-    return (difference_interval(mine, before), len(mine)) if mine else (None, 0)
+    mine, before = paired(by_text(answers), by_text(read_dataset(dataset_ref(uri))))
+    if not mine:
+        return f"no scored held-out prompt shared with v{champion.version} (a scheduled run scores on its set)"
+    return Versus(
+        difference=difference_interval(mine, before),
+        prompts=len(mine),
+        wins=sum(a > b for a, b in zip(mine, before, strict=True)),
+        losses=sum(a < b for a, b in zip(mine, before, strict=True)),
+    )
 
 
 def versus_champion(accuracy: dict[str, float], champion: Champion, prompts: int) -> tuple[dict[str, float], str]:
@@ -155,8 +187,10 @@ def against_champion(evidence: Evidence, answers: list[dict], champion: Champion
     """The evidence with this student's answers compared to the champion's on the prompts both were scored on."""
     if champion is None:
         return evidence
-    versus, compared = versus_champion_prompts(answers, champion)
-    return evidence.model_copy(update={"versus_champion": versus, "compared_prompts": compared})
+    found = versus_champion_prompts(answers, champion)
+    if isinstance(found, str):
+        return evidence.model_copy(update={"versus": None, "versus_missing": found})
+    return evidence.model_copy(update={"versus": found, "versus_missing": ""})
 
 
 def fallback_tags(found: Fallback | None) -> dict[str, str]:
@@ -166,7 +200,7 @@ def fallback_tags(found: Fallback | None) -> dict[str, str]:
     if found.chosen is None:
         return {"fallback.threshold": "inf", "fallback.target_accuracy": f"{found.target:.3f}"}
     return {
-        "fallback.threshold": f"{found.chosen.threshold:.4f}",
+        "fallback.threshold": repr(found.chosen.threshold),  # exact: the boundary answer stays on its side
         "fallback.share": f"{found.chosen.fallback_share:.3f}",
         "fallback.target_accuracy": f"{found.target:.3f}",
         "fallback.confidence": "mean token log-probability of the answer",
@@ -178,6 +212,11 @@ def promote_student(
     config: GateConfig, run: Run, model_uri: str, tags: dict[str, str], evidence: Evidence, champion: Champion | None
 ) -> Promotion:
     """Register the export as a model version in this run; alias it as far as the bar and the champion allow."""
+    now = current_champion(run, config.registered_model, config.alias)
+    if now and (champion is None or now.version != champion.version):  # another run promoted one meanwhile
+        why = f"the champion changed during this run (now v{now.version}), which it was not compared with"
+        evidence = evidence.model_copy(update={"versus": None, "versus_missing": why})
+    champion = now
     decision = gate_decision(config, evidence, champion.version if champion else None)
     source = log_directory(run, model_uri, "student")
     tags = tags | {

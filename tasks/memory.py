@@ -27,7 +27,11 @@ class PeakMemory:
         self.mb: float | None = None
 
     def __enter__(self) -> PeakMemory:
+        import gc
+
         import torch
+
+        gc.collect()  # what the previous piece of work left for the collector is not this one's
 
         self._cuda = torch.cuda.is_available()
         if self._cuda:

@@ -2,8 +2,9 @@
 
 Every interval resamples prompts (scipy's percentile bootstrap, seeded): an accuracy is a mean of 0/1
 per prompt, a transfer ratio a ratio of two means over the same prompts, a difference between two
-models a mean of paired differences. Percentile, not BCa: BCa is undefined when every prompt scores
-the same, which a small slice often does.
+models a mean of paired differences. To decide a win, an exact sign test on the prompts where the two
+disagree: the percentile interval of 0/1 differences is too eager when they are few. Percentile, not
+BCa: BCa is undefined when every prompt scores the same, which a small slice often does.
 """
 
 from __future__ import annotations
@@ -72,6 +73,15 @@ def difference_interval(ours: Sequence[float], theirs: Sequence[float]) -> Inter
     """mean(ours - theirs) over the same prompts: a win only where the interval lies above 0."""
     x, y = np.asarray(ours, dtype=float), np.asarray(theirs, dtype=float)
     return _bootstrap((x, y), lambda a, b, axis: (a - b).mean(axis=axis), float((x - y).mean()) if len(x) else 0.0)
+
+
+def sign_test(wins: int, losses: int) -> float:
+    """One-sided exact sign test (McNemar's, exact) on the prompts where two models disagree: the chance of at
+    least `wins` of them going to the first model if both were equally good. Ties (both right or both wrong)
+    carry no evidence either way. 1.0 with no disagreement."""
+    from scipy.stats import binomtest
+
+    return float(binomtest(wins, wins + losses, 0.5, alternative="greater").pvalue) if wins + losses else 1.0
 
 
 def percentile(values: Sequence[float], q: float) -> float:

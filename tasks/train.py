@@ -99,7 +99,7 @@ def sft_trainer(
         load_best_model_at_end=True,
         metric_for_best_model="eval_loss",
         greater_is_better=False,
-        logging_steps=max(1, config.eval_every_steps // 2),  # the train curve twice as fine as the eval one
+        logging_steps=max(1, config.eval_every_steps // 2),  # the train curve at least twice as fine as the eval one
         report_to=[],  # the flow logs to MLflow itself, into the flow's run
         disable_tqdm=True,
         use_cpu=not on_gpu,

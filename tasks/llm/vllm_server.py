@@ -50,7 +50,11 @@ class VLLMServer:
             self.process = subprocess.Popen(
                 command, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
             )
-        wait_healthy(f"http://127.0.0.1:{self.port}/health", self.process, log, timeout_s)
+        try:
+            wait_healthy(f"http://127.0.0.1:{self.port}/health", self.process, log, timeout_s)
+        except BaseException:  # never came up: its engine processes must not outlive the attempt
+            self.stop()
+            raise
         return self
 
     def kill(self) -> None:

@@ -44,7 +44,9 @@ def test_a_stage_cache_key_covers_its_own_family_and_no_other():
     # an OpenAI-backend edit re-asks nothing it need not: the rollout and the teacher's scores, never training
     assert "tasks.llm.openai_server" in rollout_code and "tasks.llm.openai_server" in evaluate_code
     assert not [name for name in train_code if name.startswith("tasks.llm")]
-    assert "tasks.llm.openai_server" not in project_modules(tasks.export)  # nor re-quantizes it
+    # the export talks to vLLM's server through the OpenAI client (its deploy check), but never to the store
+    export_code = project_modules(tasks.export)
+    assert "tasks.llm.openai_server" in export_code and "tasks.llm.store" not in export_code
     assert {"tasks.verifiers", "tasks.verifiers.number", "tasks.verifiers.text"} <= set(evaluate_code)
 
 

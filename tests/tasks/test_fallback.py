@@ -48,7 +48,7 @@ def test_a_target_nothing_reaches_sends_everything_to_the_teacher():
 
 def test_the_serving_side_gets_the_threshold_as_version_tags():
     tags = fallback_tags(fallback_curve(ANSWERS, target=0.8))
-    assert tags["fallback.threshold"] == "-0.9000" and tags["fallback.share"] == "0.400"
+    assert tags["fallback.threshold"] == "-0.9" and tags["fallback.share"] == "0.400"
 
 
 def test_confidence_is_the_mean_token_log_probability():

@@ -1,7 +1,7 @@
 import pytest
 from mlflow import MlflowClient
 
-from tasks.gate import Evidence, GateConfig, against_champion, gate_decision, missed_bars, promote_student
+from tasks.gate import Evidence, GateConfig, Versus, against_champion, gate_decision, missed_bars, promote_student
 from tasks.schemas import ANSWERS
 from tasks.stage import write_dataset
 from tasks.stats import Interval
@@ -42,15 +42,44 @@ def test_the_first_student_to_clear_the_bar_is_champion():
 @pytest.mark.parametrize(
     ("versus", "becomes_champion", "said"),
     [
-        (Interval(value=0.04, low=-0.02, high=0.1), False, "does not beat v3 by 0.04 [-0.02, 0.10] on 50 prompts"),
-        (Interval(value=0.3, low=0.18, high=0.42), True, "beats v3 by 0.30 [0.18, 0.42] on 50 prompts"),
-        (None, False, "shares no scored held-out prompt with v3"),
+        (
+            Versus(difference=Interval(value=0.04, low=-0.02, high=0.1), prompts=50, wins=4, losses=2),
+            False,
+            "does not beat v3 by 0.04 [-0.02, 0.10] on 50 prompts (4 better, 2 worse; sign test p=0.344)",
+        ),
+        # four wins, no loss: the percentile interval is above 0, but four coin flips going one way is not proof
+        (
+            Versus(difference=Interval(value=0.08, low=0.02, high=0.16), prompts=50, wins=4, losses=0),
+            False,
+            "does not beat v3 by 0.08 [0.02, 0.16] on 50 prompts (4 better, 0 worse; sign test p=0.062)",
+        ),
+        (
+            Versus(difference=Interval(value=0.3, low=0.18, high=0.42), prompts=50, wins=15, losses=0),
+            True,
+            "beats v3 by 0.30 [0.18, 0.42] on 50 prompts (15 better, 0 worse; sign test p=0.000)",
+        ),
+        (None, False, "no scored held-out prompt shared with v3, so it cannot replace v3"),
     ],
 )
-def test_a_challenger_replaces_the_champion_only_beyond_the_interval(versus, becomes_champion, said):
+def test_a_challenger_replaces_the_champion_only_on_evidence(versus, becomes_champion, said):
     bar = BAR.model_copy(update={"min_slice_accuracy": {}})
-    decision = gate_decision(bar, CLEARS.model_copy(update={"versus_champion": versus, "compared_prompts": 50}), "3")
+    decision = gate_decision(bar, CLEARS.model_copy(update={"versus": versus}), "3")
     assert decision.passed and decision.champion is becomes_champion and said in decision.reason
+
+
+def test_a_champion_whose_answers_are_gone_is_not_compared_and_says_why(tmp_path):
+    gone = Champion(version="5", run_id="r", metrics={}, datasets={})
+    evidence = against_champion(CLEARS, _answers(right=30, wrong=10), gone)
+    decision = gate_decision(BAR.model_copy(update={"min_slice_accuracy": {}}), evidence, "5")
+    assert not decision.champion and "the answers v5 was scored with are gone" in decision.reason
+
+
+def test_a_latency_bar_is_missed_when_latency_was_not_measured():
+    unmeasured = CLEARS.model_copy(update={"latency_p95_s": None})
+    assert missed_bars(BAR.model_copy(update={"min_slice_accuracy": {}}), unmeasured) == [
+        "p95 latency not measured (evaluate.latency_prompts is 0; the bar is 1.00s)"
+    ]
+    assert missed_bars(GateConfig(min_transfer_ratio=0.5), unmeasured) == []
 
 
 def test_the_student_is_compared_with_the_champion_slice_by_slice_on_the_same_prompts():
@@ -108,10 +137,10 @@ def test_champion_challenger_and_previous_in_a_real_registry(tmp_path):
     assert (
         sorted(aliases["1"]) == ["previous"]
         and aliases["2"] == []
-        and sorted(aliases["3"])
-        == [
-            "challenger",
-            "champion",
-        ]
+        and sorted(aliases["3"]) == ["challenger", "champion"]
     )
     assert client.get_model_version(config.registered_model, "2").tags["gate"] == "failed"
+    # a run that read "no champion" at its start, while another run promoted v3: compared with nothing, it stays
+    # challenger instead of taking the alias as "the first"
+    stale = promote_student.fn(config, runs[0], str(model_dir), {}, CLEARS, None)
+    assert stale.challenger and not stale.promoted and "the champion changed during this run (now v3)" in stale.reason
