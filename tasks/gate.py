@@ -213,10 +213,13 @@ def promote_student(
 ) -> Promotion:
     """Register the export as a model version in this run; alias it as far as the bar and the champion allow."""
     now = current_champion(run, config.registered_model, config.alias)
-    if now and (champion is None or now.version != champion.version):  # another run promoted one meanwhile
+    if champion and now is None:  # the alias was removed, or the registry did not answer: replace nothing unseen
+        why = f"v{champion.version}, the champion at this run's start, is not @{config.alias} now"
+        evidence = evidence.model_copy(update={"versus": None, "versus_missing": why})
+    elif now and (champion is None or now.version != champion.version):  # another run promoted one meanwhile
         why = f"the champion changed during this run (now v{now.version}), which it was not compared with"
         evidence = evidence.model_copy(update={"versus": None, "versus_missing": why})
-    champion = now
+        champion = now
     decision = gate_decision(config, evidence, champion.version if champion else None)
     source = log_directory(run, model_uri, "student")
     tags = tags | {

@@ -3,6 +3,7 @@ ours): the served-teacher tests and benches, and the export's deploy check (the 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -52,8 +53,10 @@ class VLLMServer:
             )
         try:
             wait_healthy(f"http://127.0.0.1:{self.port}/health", self.process, log, timeout_s)
-        except BaseException:  # never came up: its engine processes must not outlive the attempt
-            self.stop()
+        except BaseException:  # never came up (or died): its engine processes must not outlive the attempt
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
             raise
         return self
 

@@ -67,7 +67,7 @@ def test_a_challenger_replaces_the_champion_only_on_evidence(versus, becomes_cha
     assert decision.passed and decision.champion is becomes_champion and said in decision.reason
 
 
-def test_a_champion_whose_answers_are_gone_is_not_compared_and_says_why(tmp_path):
+def test_a_champion_whose_answers_are_gone_is_not_compared_and_says_why():
     gone = Champion(version="5", run_id="r", metrics={}, datasets={})
     evidence = against_champion(CLEARS, _answers(right=30, wrong=10), gone)
     decision = gate_decision(BAR.model_copy(update={"min_slice_accuracy": {}}), evidence, "5")
@@ -144,3 +144,13 @@ def test_champion_challenger_and_previous_in_a_real_registry(tmp_path):
     # challenger instead of taking the alias as "the first"
     stale = promote_student.fn(config, runs[0], str(model_dir), {}, CLEARS, None)
     assert stale.challenger and not stale.promoted and "the champion changed during this run (now v3)" in stale.reason
+    # compared with v1, which was champion when it started: the comparison is thrown away, not used against v3
+    v1 = Champion(version="1", run_id=runs[0].run_id, metrics={}, datasets={})
+    beat_v1 = CLEARS.model_copy(update={"versus": Versus(difference=Interval(value=0.5, low=0.3, high=0.7),
+                                                         prompts=40, wins=20, losses=0)})  # fmt: skip
+    late = promote_student.fn(config, runs[0], str(model_dir), {}, beat_v1, v1)
+    assert not late.promoted and "the champion changed during this run (now v3)" in late.reason
+    # the champion's alias gone by promotion time (removed, or the registry did not answer): nothing replaced
+    client.delete_registered_model_alias(config.registered_model, "champion")
+    gone = promote_student.fn(config, runs[0], str(model_dir), {}, beat_v1, v1)
+    assert not gone.promoted and "v1, the champion at this run's start, is not @champion now" in gone.reason
