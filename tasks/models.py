@@ -137,9 +137,12 @@ def size_mb(uri: str) -> float:
 
 
 def load_merged(base: str, adapter: str):
-    """A base checkpoint with a LoRA adapter merged into its weights, and its tokenizer."""
+    """A base checkpoint with a LoRA adapter merged into its weights, and its tokenizer; a fully fine-tuned
+    student (no adapter config in the folder) as it is."""
     from peft import PeftModel
 
+    if not (storage.local_folder(adapter) / "adapter_config.json").exists():
+        return load_model(adapter)
     model, tokenizer = load_model(base)
     model = PeftModel.from_pretrained(model, str(storage.local_folder(adapter))).merge_and_unload()
     model.eval()

@@ -1,6 +1,7 @@
 """Train: fine-tune the student (tasks.student) on the kept teacher answers.
 
-SFT with TRL's SFTTrainer and a PEFT LoRA adapter, loss on assistant tokens only (the chat
+SFT with TRL's SFTTrainer and a PEFT LoRA adapter (or every weight, or QLoRA on a 4-bit student on a GPU:
+`method`), loss on assistant tokens only (the chat
 template's {% generation %} markers), a validation split held out by prompt, eval loss every few
 steps, early stopping, and the best checkpoint kept. The adapter is the stage's model folder; the training
 curves (tasks.curves) go beside it as a PNG and into the result, for MLflow step metrics.
@@ -11,6 +12,7 @@ from __future__ import annotations
 import random
 import tempfile
 from pathlib import Path
+from typing import Literal
 
 from prefect import task
 from pydantic import Field
@@ -28,7 +30,12 @@ from tasks.stage import StageReport, StageResult, Timer, log, read_dataset
 class TrainConfig(Config):
     """How the student is fine-tuned (where it starts is the `student` section)."""
 
-    # ---- LoRA
+    method: Literal["lora", "full", "qlora"] = Field(
+        "lora",
+        description="lora: an adapter on the frozen student; full: every weight trained; qlora: an adapter on the "
+        "student loaded in 4-bit (bitsandbytes, CUDA only).",
+    )
+    # ---- LoRA (and QLoRA)
     # a half-depth student needs repair, not a light touch: rank 64 and lr 2e-3 reached eval loss 4.3 in 30
     # demo steps where rank 16 at 5e-4 reached 7.3 (CPU, same data and time)
     lora_r: int = Field(64, ge=1, description="LoRA rank.")
@@ -36,7 +43,9 @@ class TrainConfig(Config):
     lora_dropout: float = Field(0.05, ge=0, lt=1, description="Dropout on the LoRA path.")
     lora_targets: str = Field("all-linear", description="Modules that get adapters (PEFT `target_modules`).")
     # ---- optimisation
-    learning_rate: float = Field(2e-3, gt=0, description="Peak learning rate (linear decay).")
+    learning_rate: float | None = Field(
+        None, gt=0, description="Peak learning rate (linear decay); none: 2e-3 for an adapter, 1e-4 for full."
+    )
     epochs: float = Field(3.0, gt=0, description="Passes over the training rows (early stopping may end sooner).")
     batch_size: int = Field(8, ge=1, description="Rows per optimiser step.")
     max_length: int = Field(192, ge=16, description="Tokens per row; longer rows are truncated.")
@@ -45,9 +54,13 @@ class TrainConfig(Config):
     early_stopping_patience: int = Field(3, ge=1, description="Checks without improvement before stopping.")
     seed: int = Field(0, description="Seed for the validation split, LoRA init and data order.")
 
+    @property
+    def peak_learning_rate(self) -> float:
+        return self.learning_rate or (1e-4 if self.method == "full" else 2e-3)
+
 
 class Trained(StageResult):
-    adapter: ModelRef  # the best LoRA adapter
+    adapter: ModelRef  # the best LoRA adapter; with train.method full, the whole fine-tuned student
     curve: list[CurvePoint] = []  # train and eval loss, learning rate, per logged step
     curve_plot: str | None = None  # the curves as a PNG
 
@@ -60,6 +73,41 @@ def split_by_prompt(rows: list[dict], share: float, seed: int) -> tuple[list[dic
     return [r for r in rows if r["prompt_id"] not in held], [r for r in rows if r["prompt_id"] in held]
 
 
+def check_method(config: TrainConfig) -> None:
+    """QLoRA needs CUDA and bitsandbytes: refuse in one line before any work where either is missing."""
+    if config.method != "qlora":
+        return
+    import importlib.util
+
+    import torch
+
+    if not torch.cuda.is_available():
+        raise ValueError("train.method 'qlora' loads the student in 4-bit with bitsandbytes, which needs a CUDA GPU; "
+                         "this machine has none: use train.method 'lora'")  # fmt: skip
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise ValueError("train.method 'qlora' needs bitsandbytes: pip install bitsandbytes (on the GPU worker)")
+
+
+def load_for_training(config: TrainConfig, base_path: Path):
+    """The student to fine-tune: as saved, or in 4-bit NF4 for QLoRA (computing in bf16)."""
+    from transformers import AutoModelForCausalLM
+
+    if config.method != "qlora":
+        return AutoModelForCausalLM.from_pretrained(base_path)
+    import torch
+    from peft import prepare_model_for_kbit_training
+    from transformers import BitsAndBytesConfig
+
+    four_bit = BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_compute_dtype=torch.bfloat16,
+        bnb_4bit_use_double_quant=True,
+    )
+    model = AutoModelForCausalLM.from_pretrained(base_path, quantization_config=four_bit, device_map={"": 0})
+    return prepare_model_for_kbit_training(model)
+
+
 def sft_trainer(
     config: TrainConfig, base_path: Path, train_rows: list[dict], validation_rows: list[dict], scratch: Path
 ):
@@ -68,7 +116,6 @@ def sft_trainer(
     from datasets import Dataset
     from peft import LoraConfig
     from transformers import (
-        AutoModelForCausalLM,
         AutoTokenizer,
         EarlyStoppingCallback,
         PrinterCallback,
@@ -90,7 +137,7 @@ def sft_trainer(
         per_device_train_batch_size=config.batch_size,
         per_device_eval_batch_size=config.batch_size,
         num_train_epochs=config.epochs,
-        learning_rate=config.learning_rate,
+        learning_rate=config.peak_learning_rate,
         eval_strategy="steps",
         eval_steps=config.eval_every_steps,
         save_strategy="steps",
@@ -115,12 +162,12 @@ def sft_trainer(
         task_type="CAUSAL_LM",
     )
     trainer = SFTTrainer(
-        model=AutoModelForCausalLM.from_pretrained(base_path),
+        model=load_for_training(config, base_path),
         args=args,
         train_dataset=as_dataset(train_rows),
         eval_dataset=as_dataset(validation_rows),
         processing_class=AutoTokenizer.from_pretrained(base_path),
-        peft_config=lora,
+        peft_config=None if config.method == "full" else lora,
         callbacks=[EarlyStoppingCallback(early_stopping_patience=config.early_stopping_patience), LogProgress()],
     )
     trainer.remove_callback(PrinterCallback)  # prints every log dict; LogProgress says it in one line
@@ -131,6 +178,7 @@ def sft(
     config: TrainConfig, base: ModelRef, rows: list[dict], adapter_dir: Path, scratch: Path
 ) -> tuple[dict[str, float], list[CurvePoint]]:
     """LoRA SFT on assistant tokens; saves the best adapter to `adapter_dir`; returns metrics and curves."""
+    check_method(config)
     train_rows, validation_rows = split_by_prompt(rows, config.validation_share, config.seed)
     if not train_rows:
         raise ValueError(f"only {len(rows)} training rows, all held out for validation: sample more prompts")

@@ -2,7 +2,7 @@ import pytest
 from transformers import AutoTokenizer
 
 from tasks.curves import curve_from, plot, series
-from tasks.models import CHATML_WITH_GENERATION, END_OF_TURN, model_ref
+from tasks.models import CHATML_WITH_GENERATION, END_OF_TURN, load_merged, load_model, model_ref
 from tasks.schemas import TRAINING_ROWS
 from tasks.stage import write_dataset
 from tasks.train import TrainConfig, sft_trainer, split_by_prompt, train
@@ -112,3 +112,25 @@ def test_curves_merge_train_and_eval_logs_per_step_and_leave_out_the_summary():
         "learning_rate": [(2, 0.002), (4, 0.0015)],
     }
     assert plot(points).startswith(b"\x89PNG")
+
+
+def test_full_fine_tuning_trains_every_weight_and_loads_without_a_merge(teacher, tmp_path):
+    import torch
+
+    rows = write_dataset(_chat_rows(40), tmp_path / "rows.parquet", TRAINING_ROWS)
+    config = TrainConfig(method="full", epochs=2, batch_size=4, eval_every_steps=3, validation_share=0.2)
+    result = train(config, teacher, rows, str(tmp_path / "out"))
+    assert result.report.metrics["eval_loss_best"] < result.report.metrics["eval_loss_before"]
+    saved = tmp_path / "out" / "adapter"
+    assert (saved / "model.safetensors").exists() and not (saved / "adapter_config.json").exists()
+    tuned, _ = load_merged(teacher.uri, result.adapter.uri)  # a whole model: loaded as it is
+    before, _ = load_model(teacher.uri)
+    changed = [n for n, p in tuned.named_parameters() if not torch.equal(p, before.get_parameter(n))]
+    assert any("mlp" in n for n in changed) and any("self_attn" in n for n in changed)
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="the refusal is for machines without CUDA")
+def test_qlora_without_a_gpu_is_refused_in_one_line(teacher, tmp_path):
+    rows = write_dataset(_chat_rows(8), tmp_path / "rows.parquet", TRAINING_ROWS)
+    with pytest.raises(ValueError, match="train.method 'qlora' .* needs a CUDA GPU; this machine has none"):
+        train(TrainConfig(method="qlora"), teacher, rows, str(tmp_path / "out"))
