@@ -2,7 +2,7 @@
 prompts the teacher got right and the student did not.
 
 Works on ANSWERS rows (tasks.schemas): one per model and held-out prompt, `correct` None where no
-verifier could score the answer (left out of every score, here as in `accuracy_by_slice`).
+verifier could score the answer (left out of every score).
 """
 
 from __future__ import annotations

@@ -15,7 +15,6 @@ Output `answers.parquet` (schemas.ANSWERS) and the score table in the result.
 from __future__ import annotations
 
 import time
-from collections import defaultdict
 
 from prefect import task
 from pydantic import BaseModel, Field
@@ -101,16 +100,6 @@ class Evaluated(StageResult):
             return self.transfer[slice_name].value
         teacher = self.scores["teacher"].accuracy.get(slice_name, 0.0)
         return self.scores["student"].accuracy.get(slice_name, 0.0) / teacher if teacher else 0.0
-
-
-def accuracy_by_slice(answers: list[dict]) -> dict[str, float]:
-    """Share correct per slice and over all checked answers (unverifiable answers are left out)."""
-    checked: dict[str, list[bool]] = defaultdict(list)
-    for a in answers:
-        if a["correct"] is not None:
-            checked[a["slice"]].append(a["correct"])
-            checked["all"].append(a["correct"])
-    return {name: sum(oks) / len(oks) for name, oks in sorted(checked.items())}
 
 
 def answer_all(backend: Backend, rows: list[dict], name: str) -> list[Completion]:
@@ -268,9 +257,10 @@ def evaluate(
                     del model, backend, timed
                     weights = base.uri  # the merged student has the base's shape
             mine = judged(verify, rows, texts, name, confidences)
+            interval = slice_intervals(mine, name)  # unverifiable answers are left out of every score
             scores[name] = ModelScore(
-                accuracy=accuracy_by_slice(mine),
-                interval=slice_intervals(mine, name),
+                accuracy={slice_name: found.value for slice_name, found in interval.items()},
+                interval=interval,
                 latency_s=speed.p50_s,
                 latency_p95_s=speed.p95_s,
                 tokens_per_s=speed.tokens_per_s,

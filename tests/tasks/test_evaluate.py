@@ -1,4 +1,5 @@
-from tasks.evaluate import Evaluated, ModelScore, accuracy_by_slice, score_table
+from tasks.comparison import slice_intervals
+from tasks.evaluate import Evaluated, ModelScore, score_table
 from tasks.refs import DatasetRef
 from tasks.stage import StageReport
 from tasks.stats import Interval
@@ -6,12 +7,16 @@ from tasks.stats import Interval
 
 def test_accuracy_by_slice_leaves_unverifiable_answers_out():
     answers = [
-        {"slice": "a", "correct": True},
-        {"slice": "a", "correct": False},
-        {"slice": "b", "correct": True},
-        {"slice": "c", "correct": None},
+        {"id": "1", "model": "m", "slice": "a", "correct": True},
+        {"id": "2", "model": "m", "slice": "a", "correct": False},
+        {"id": "3", "model": "m", "slice": "b", "correct": True},
+        {"id": "4", "model": "m", "slice": "c", "correct": None},
     ]
-    assert accuracy_by_slice(answers) == {"a": 0.5, "all": 2 / 3, "b": 1.0}
+    assert {name: found.value for name, found in slice_intervals(answers, "m").items()} == {
+        "a": 0.5,
+        "all": 2 / 3,
+        "b": 1.0,
+    }
 
 
 def _score(accuracy: dict[str, float]) -> ModelScore:
