@@ -102,27 +102,35 @@ def build_config(config_file: str | None, overrides: dict[str, str], base: dict[
 
 
 def render_summary(summary) -> str:
-    """The closing table: scores per slice (the student's with its 95 % interval), transfer, speed, memory and
-    size, the gate's verdict, where things are."""
-    models = ("base", "teacher", "student")
+    """The closing table: scores per slice (the shipped student's with its 95 % interval), transfer, speed, memory
+    and size, the gate's verdict, where things are."""
+    models = list(summary.scores)
+    columns = models + (["exported"] if summary.exported_accuracy else [])
+    accuracy = {m: summary.scores[m].accuracy for m in models} | {"exported": summary.exported_accuracy}
+    width = max(9, *(len(m) + 2 for m in models))
     slices = sorted(set(summary.transfer_ratio) - {"all"}) + ["all"]
-    lines = [f"{'slice':<12}" + "".join(f"{m:>9}" for m in models) + f"{'student 95%':>15}{'transfer':>10}"]
+    shipped = f"{summary.student} 95%"
+    wide = len(shipped) + 4
+    lines = [f"{'slice':<12}" + "".join(f"{m:>{width}}" for m in columns) + f"{shipped:>{wide}}{'transfer':>10}"]
     for name in slices:
-        cells = "".join(f"{summary.scores[m].accuracy.get(name, 0.0):>9.2f}" for m in models)
-        found = summary.scores["student"].interval.get(name)
+        cells = "".join(f"{accuracy[m].get(name, 0.0):>{width}.2f}" for m in columns)
+        found = summary.scores[summary.student].interval.get(name)
         interval = f"[{found.low:.2f}, {found.high:.2f}]" if found else ""
-        lines.append(f"{name:<12}{cells}{interval:>15}{summary.transfer_ratio.get(name, 0.0):>10.2f}")
-    header = f"{'model':<12}{'params(M)':>10}{'size(MB)':>10}{'p50(s)':>8}{'p95(s)':>8}{'tokens/s':>10}{'peak MB':>9}"
-    lines += ["", header]
+        lines.append(f"{name:<12}{cells}{interval:>{wide}}{summary.transfer_ratio.get(name, 0.0):>10.2f}")
+    label = max(12, *(len(m) + 1 for m in models))
+    header = f"{'params(M)':>10}{'size(MB)':>10}{'p50(s)':>8}{'p95(s)':>8}{'tokens/s':>10}{'peak MB':>9}"
+    lines += ["", f"{'model':<{label}}{header}"]
     for m in models:
         s = summary.scores[m]
         params = f"{s.params / 1e6:>10.1f}" if s.params is not None else f"{'served':>10}"
         size = f"{s.size_mb:>10.0f}" if s.size_mb is not None else f"{'':>10}"
         memory = f"{s.peak_memory_mb:>9.0f}" if s.peak_memory_mb is not None else f"{'':>9}"
-        lines.append(f"{m:<12}{params}{size}{s.latency_s:>8.2f}{s.latency_p95_s:>8.2f}{s.tokens_per_s:>10.1f}{memory}")
+        speed = f"{s.latency_s:>8.2f}{s.latency_p95_s:>8.2f}{s.tokens_per_s:>10.1f}"
+        lines.append(f"{m:<{label}}{params}{size}{speed}{memory}")
     p = summary.promotion
     lines += [
-        f"{'exported':<12}{'':>10}{summary.exported_mb:>10.0f}   {summary.exported_uri}",
+        f"{'exported':<{label}}{'':>10}{summary.exported_mb:>10.0f}   {summary.exported_uri}"
+        + (f" ({summary.student})" if len(models) > 3 else ""),
         "",
         *([f"export check {summary.export_check}"] if summary.export_check else []),
         f"gate: {p.registered_model} version {p.version}, {p.reason}",

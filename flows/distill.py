@@ -17,32 +17,35 @@ from tasks.config import Config
 from tasks.curves import series
 from tasks.decontaminate import DecontaminateConfig, EvalSetUnreadable, decontaminate_prompts, eval_sets_digest
 from tasks.dedup import DedupConfig, dedup_rollouts
+from tasks.dpo import PreferenceConfig
 from tasks.drift import DriftConfig, drift_report
-from tasks.evaluate import EvaluateConfig, ModelScore
-from tasks.export import ExportConfig
-from tasks.filter import FilterConfig, filter_rollouts
+from tasks.evaluate import EvaluateConfig, Evaluated, ModelScore
+from tasks.export import ExportConfig, Exported
+from tasks.filter import FilterConfig, Filtered, filter_rollouts
 from tasks.funnel import Step, funnel
 from tasks.gate import (
     Evidence,
     GateConfig,
     Promotion,
     against_champion,
+    choose_student,
     fallback_tags,
     promote_student,
     versus_champion,
 )
-from tasks.judge import JudgeConfig, JudgeUncalibrated, calibration_digest, judge_rollouts, win_rate
+from tasks.judge import JudgeConfig, JudgeUncalibrated, WinRate, calibration_digest, judge_rollouts, win_rate
 from tasks.llm.config import LLMConfig
 from tasks.llm.types import ModelUnavailable
 from tasks.logfile.files import LogError
 from tasks.pii import RedactConfig
 from tasks.redact import redact_prompts
-from tasks.refs import DatasetRef, ModelRef
+from tasks.refs import STUDENT, DatasetRef, ModelRef, Student
 from tasks.replay import ReplayConfig, replay_prompts
 from tasks.rollout import RolloutConfig
 from tasks.schedule import ScheduleConfig
+from tasks.serve import ServeConfig
 from tasks.source import SourceConfig, log_digest, source_prompts
-from tasks.stage import StageReport, dataset_ref, read_dataset, read_table
+from tasks.stage import StageReport, StageResult, dataset_ref, read_dataset, read_table
 from tasks.storage import StorageConfig
 from tasks.student import StudentConfig, prepare_student
 from tasks.teacher import prepare_teacher
@@ -59,6 +62,7 @@ from tasks.tracking import (
     log_metrics,
     log_stage,
     log_steps,
+    tag_shipped_student,
     tracked_run,
 )
 from tasks.train import TrainConfig
@@ -100,8 +104,10 @@ class DistillConfig(Config):
     dedup: DedupConfig = DedupConfig()
     filter: FilterConfig = FilterConfig()
     train: TrainConfig = TrainConfig()
+    dpo: PreferenceConfig = PreferenceConfig()
     evaluate: EvaluateConfig = EvaluateConfig()
     export: ExportConfig = ExportConfig()
+    serve: ServeConfig = ServeConfig()
     gate: GateConfig = GateConfig()
     tracking: TrackingConfig = TrackingConfig()
     storage: StorageConfig = StorageConfig()
@@ -138,11 +144,13 @@ CHAMPION_SCORED_ON = ("evaluate.held_out", "redact.eval_prompts")
 class DistillSummary(BaseModel):
     """What a run produced, for the closing table."""
 
-    scores: dict[str, ModelScore]
+    scores: dict[str, ModelScore]  # base, teacher, each student
+    student: str = STUDENT  # the one exported and registered; transfer_ratio and the gate are about it
     transfer_ratio: dict[str, float]
     exported_uri: str
     exported_mb: float
     export_check: str = ""  # the export's check: against the merged model, and served by vLLM where it ran
+    exported_accuracy: dict[str, float] = {}  # the export's own score per slice, on the check prompts
     promotion: Promotion
     fallback: str = ""  # where the student would hand over to the teacher, in words
     win_rate: str = ""  # the judge's student-vs-teacher verdicts, when asked for (judge.win_rate)
@@ -225,6 +233,45 @@ def _judge(run: Run, cfg: DistillConfig, teacher: ModelRef | None, rollouts: Dat
     return judged
 
 
+def evidence_of(scored: Evaluated, student: str, latency_measured: bool) -> Evidence:
+    """What evaluate found on a student, for the gate (its export not yet checked)."""
+    score = scored.scores[student]
+    return Evidence(
+        transfer_ratio=scored.transfer_ratio(student=student),
+        slice_accuracy=score.accuracy,
+        latency_p95_s=score.latency_p95_s if latency_measured else None,
+        check_passed=True,
+    )
+
+
+def renamed(result: StageResult, stage: str) -> StageResult:
+    """A stage's result logged under another name (a second student's training: `train.student_small`)."""
+    return result.model_copy(update={"report": result.report.model_copy(update={"stage": stage})})
+
+
+def _students(run: Run, cfg: DistillConfig, teacher: ModelRef | None, kept: Filtered, work: str) -> dict[str, Student]:
+    """Every student, trained on the kept rows: the first, `student`, and one per `student.sizes`; then, with
+    `dpo.enabled`, each one's DPO follow-up on the filter's verifier pairs, as `<name>_dpo`."""
+    students = {}
+    for name, start in reversed(cfg.student.variants().items()):  # the first last: stop_after 'train' is about it
+        base = prepare_student(start, teacher, work)
+        stage = "train" if name == STUDENT else f"train.{name}"
+        trained = placed("train", cfg.placement.train)(cfg.train, base, kept.rows, work)
+        trained = log_stage(run, renamed(trained, stage))
+        log_steps(run, f"{stage}.curve", series(trained.curve))
+        if trained.curve_plot:
+            log_image(run, trained.curve_plot, f"{stage}/curves.png", "train and eval loss, learning rate per step")
+        students[name] = Student(base=base, adapter=trained.adapter)
+    students = dict(reversed(students.items()))
+    if cfg.dpo.enabled:
+        for name, sft in list(students.items()):
+            found = placed("dpo", cfg.placement.train)(cfg.dpo, cfg.train.method, sft, kept.pairs, work)
+            preferred = log_stage(run, renamed(found, "dpo" if name == STUDENT else f"dpo.{name}"))
+            if preferred.student:
+                students[f"{name}_dpo"] = preferred.student
+    return students
+
+
 def _distill(cfg: DistillConfig, work: str, store: str) -> DistillSummary:
     """The DAG, one line per stage; `log_stage` raises RunStops where the run ends early."""
     with tracked_run(cfg.tracking, work, flat_params(cfg), cfg.run_name, cfg.stop_after) as run:
@@ -275,66 +322,71 @@ def _distill(cfg: DistillConfig, work: str, store: str) -> DistillSummary:
         found = funnel(asked, rollouts.rollouts, filtered.rows, steps)
         log_funnel(run, found, precision, storage.join(work, "funnel"))  # before the filter's own stop_after
         kept = log_stage(run, filtered)
-        base = prepare_student(cfg.student, teacher, work)
-        trained = log_stage(run, placed("train", cfg.placement.train)(cfg.train, base, kept.rows, work))
-        log_steps(run, "train.curve", series(trained.curve))
-        if trained.curve_plot:
-            log_image(run, trained.curve_plot, "train/curves.png", "train and eval loss, learning rate per step")
+        students = _students(run, cfg, teacher, kept, work)
         scored = log_stage(
             run,
             placed("evaluate", cfg.placement.evaluate)(
-                cfg.evaluate,
-                cfg.redact,
-                verify,
-                cfg.teacher,
-                teacher,
-                base,
-                trained.adapter,
-                held_out,
-                store,
-                work,
+                cfg.evaluate, cfg.redact, verify, cfg.teacher, teacher, students, held_out, store, work
             ),
         )
         log_image(run, scored.plot, "evaluate/slices.png", "held-out accuracy per slice, every model, 95 % intervals")
         log_image(run, scored.fallback_plot, "evaluate/fallback.png", "the student's accuracy against fallback")
+        found = {name: evidence_of(scored, name, bool(cfg.evaluate.latency_prompts)) for name in scored.students}
+        choice = choose_student(cfg.gate, found, {name: scored.scores[name].params or 0 for name in found})
+        shipped = choice.student
+        tag_shipped_student(run, shipped)
+        if len(students) > 1:
+            log_markdown(run, "students", choice.table)
         won = None
         if cfg.judge.win_rate:
-            won = win_rate(cfg.judge, *_judge_model(cfg, teacher, work), read_dataset(scored.answers), store)
+            answers = read_dataset(scored.answers)
+            won = win_rate(cfg.judge, *_judge_model(cfg, teacher, work), answers, store, shipped)
             log_metrics(run, "evaluate.judge", won.model_dump(exclude={"calibrated"}))
         if held_out is not redacted.eval_prompts:  # scored where the champion was: say how they compare
-            metrics, table = versus_champion(scored.scores["student"].accuracy, best, held_out.rows)
+            metrics, table = versus_champion(scored.scores[shipped].accuracy, best, held_out.rows)
             log_metrics(run, "evaluate", metrics)
             log_markdown(run, "champion", table)
         exported = log_stage(
             run,
             placed("export", cfg.placement.export)(
-                cfg.export, verify, base, trained.adapter, kept.rows, held_out, work
+                cfg.export, verify, students[shipped].base, students[shipped].adapter, kept.rows, held_out, work
             ),
         )
-        tags = {"check_passed": str(exported.check_passed), "quantized": str(exported.quantized)}
-        tags |= fallback_tags(scored.fallback)  # what the serving side needs to hand unsure answers to the teacher
-        student = scored.scores["student"]
-        evidence = Evidence(
-            transfer_ratio=scored.transfer_ratio(),
-            slice_accuracy=student.accuracy,
-            latency_p95_s=student.latency_p95_s if cfg.evaluate.latency_prompts else None,
-            check_passed=exported.check_passed,
-            check_reason=exported.check_reason,
+        served = log_stage(
+            run, placed("serve", cfg.placement.export)(cfg.serve, verify, exported.model, held_out, work)
         )
-        evidence = against_champion(evidence, read_dataset(scored.answers), best)
+        check_passed = exported.check_passed and served.passed
+        check_reason = "; ".join(filter(None, [exported.check_reason, served.reason]))
+        tags = {"check_passed": str(check_passed), "quantized": str(exported.quantized), "student": shipped}
+        # what the serving side needs to hand unsure answers to the teacher
+        tags |= fallback_tags(scored.fallback.get(shipped))
+        evidence = found[shipped].model_copy(update={"check_passed": check_passed, "check_reason": check_reason})
+        evidence = against_champion(evidence, read_dataset(scored.answers), best, shipped)
         promotion = promote_student(cfg.gate, run, exported.model.uri, tags, evidence, best)
-    stages = (sourced, redacted, clean, rollouts, verdicts, *([judged] if judged else []), unique, kept, trained,
-              scored, exported)  # fmt: skip
+    return _summary(run, scored, shipped, exported, (check_passed, check_reason), promotion, won)
+
+
+def _summary(
+    run: Run,
+    scored: Evaluated,
+    shipped: str,
+    exported: Exported,
+    check: tuple[bool, str],
+    promotion: Promotion,
+    won: WinRate | None,
+) -> DistillSummary:
     return DistillSummary(
         scores=scored.scores,
-        transfer_ratio={name: scored.transfer_ratio(name) for name in scored.scores["teacher"].accuracy},
+        student=shipped,
+        transfer_ratio={name: scored.transfer_ratio(name, shipped) for name in scored.scores["teacher"].accuracy},
         exported_uri=exported.model.uri,
         exported_mb=exported.report.metrics["exported_mb"],
-        export_check=("passed: " if exported.check_passed else "FAILED: ") + exported.check_reason,
+        export_check=("passed: " if check[0] else "FAILED: ") + check[1],
+        exported_accuracy={name: found.value for name, found in exported.exported_interval.items()},
         promotion=promotion,
-        fallback=scored.fallback.summary() if scored.fallback else "",
+        fallback=scored.fallback[shipped].summary() if shipped in scored.fallback else "",
         win_rate=won.summary() if won else "",
         mlflow_run_id=run.run_id,
         tracking_uri=run.tracking_uri,
-        stage_seconds={s.report.stage: s.report.seconds for s in stages},
+        stage_seconds={report.stage: report.seconds for report in run.reports},
     )

@@ -19,17 +19,21 @@ from pydantic import Field, TypeAdapter
 
 from tasks.cache import cached
 from tasks.config import PLACE, Config
+from tasks.dpo import dpo_student
 from tasks.evaluate import evaluate_models
 from tasks.export import export_student
 from tasks.rollout import rollout_teacher
+from tasks.serve import serve_export
 from tasks.train import train_student
 
 STAGE_FLOW = "distill-stage"
 PLACEABLE: dict[str, Task] = {
     "rollout": rollout_teacher,
     "train": train_student,
+    "dpo": dpo_student,  # on the train pool
     "evaluate": evaluate_models,
     "export": export_student,
+    "serve": serve_export,  # on the export pool: vLLM where the export is
 }
 
 
@@ -38,9 +42,10 @@ class PlacementConfig(Config):
 
     rollout: str | None = Field(None, description="Work pool for teacher rollouts (vLLM on a GPU pool, say).",
                                 json_schema_extra=PLACE)  # fmt: skip
-    train: str | None = Field(None, description="Work pool for training the student.", json_schema_extra=PLACE)
+    train: str | None = Field(None, description="Work pool for training the students (SFT and DPO).",
+                              json_schema_extra=PLACE)  # fmt: skip
     evaluate: str | None = Field(None, description="Work pool for the evaluation.", json_schema_extra=PLACE)
-    export: str | None = Field(None, description="Work pool for the merge, quantization and check.",
+    export: str | None = Field(None, description="Work pool for the merge, quantization, check and vLLM deploy check.",
                                json_schema_extra=PLACE)  # fmt: skip
 
     def pools(self) -> set[str]:

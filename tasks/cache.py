@@ -189,13 +189,20 @@ def outputs_intact(result: BaseModel) -> bool:
 
 def cached(stage_task: Task) -> Callable[..., Any]:
     """The stage task, served from cache where it can be, but recomputed when the cached result names outputs
-    that are gone (a deleted work dir, say): the next stage never gets a missing file."""
+    that are gone (a deleted work dir, say): the next stage never gets a missing file; or when it is one not to
+    reuse (a failed deploy check: the next run tries again)."""
 
     def run(*args: Any) -> Any:
-        result = stage_task(*args)
-        if outputs_intact(result):
+        state = stage_task(*args, return_state=True)
+        result = state.result()
+        if state.name != "Cached":
             return result
-        log(f"{stage_task.name}: the cached outputs are gone; computing them again")
+        if not outputs_intact(result):
+            log(f"{stage_task.name}: the cached outputs are gone; computing them again")
+        elif not result.reusable():
+            log(f"{stage_task.name}: the cached result is a failed check; trying again")
+        else:
+            return result
         return stage_task.with_options(refresh_cache=True)(*args)
 
     return run

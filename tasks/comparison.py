@@ -9,10 +9,44 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+from tasks.llm.types import Completion
 from tasks.plots import figure, png
 from tasks.stats import Interval, mean_interval, ratio_interval
+from tasks.verifiers import VerifyConfig, verdict
 
 ALL = "all"
+
+
+def judged(
+    verify: VerifyConfig, rows: list[dict], texts: list[str], model: str, confidences: list[float | None] | None = None
+) -> list[dict]:
+    """ANSWERS rows: each answer with the slice's verdict on it (and the model's confidence, if measured)."""
+    out = []
+    for row, text, sure in zip(rows, texts, confidences or [None] * len(rows), strict=True):
+        found = verdict(verify, row, text)
+        out.append(
+            {
+                **{k: row[k] for k in ("id", "slice", "prompt", "reference")},
+                "model": model,
+                "answer": text,
+                "correct": found.ok if found else None,
+                "reason": found.reason if found else None,
+                "confidence": sure,
+            }
+        )
+    return out
+
+
+def accuracy(verify: VerifyConfig, rows: list[dict], answers: list[Completion]) -> float | None:
+    """Share of checkable answers the verifiers accept; none if nothing can be checked."""
+    verdicts = [verdict(verify, row, a.text) for row, a in zip(rows, answers, strict=True)]
+    checked = [v.ok for v in verdicts if v is not None]
+    return sum(checked) / len(checked) if checked else None
+
+
+def answered(answers: list[Completion]) -> float:
+    """Share of answers that say anything: the measure where no verifier can score them."""
+    return sum(1 for a in answers if a.text.strip()) / max(len(answers), 1)
 
 
 def correct_by_prompt(answers: list[dict], model: str) -> dict[str, dict[str, float]]:

@@ -1,4 +1,4 @@
-"""Evaluate: base, teacher and student answer the held-out prompts; score, compare, time them.
+"""Evaluate: base, teacher and each student answer the held-out prompts; score, compare, time them.
 
 Greedy answers to every held-out prompt, judged by the slices' verifiers (tasks.verifiers): the
 task metric per slice and overall with a 95 % bootstrap interval over prompts (tasks.stats), the
@@ -9,7 +9,8 @@ in the durable store (purpose `evaluate`): a rerun does not pay for them again. 
 latency (p50, p95) and tokens/s over the first `latency_prompts` prompts, one at a time, as one user
 sees it (these timing requests go to the model each time: `latency_prompts: 0` spares a paid teacher),
 and the peak memory loading and answering added (tasks.memory; none for a served teacher).
-Output `answers.parquet` (schemas.ANSWERS) and the score table in the result.
+Several students (two sizes, SFT and SFT+DPO) are scored side by side under their names; "base" is the first
+student's starting checkpoint. Output `answers.parquet` (schemas.ANSWERS) and the score table in the result.
 """
 
 from __future__ import annotations
@@ -21,7 +22,14 @@ from pydantic import BaseModel, Field
 
 from tasks import storage
 from tasks.cache import STAGE_TASK, stage_uri
-from tasks.comparison import disagreements, disagreements_markdown, plot_slices, slice_intervals, transfer_intervals
+from tasks.comparison import (
+    disagreements,
+    disagreements_markdown,
+    judged,
+    plot_slices,
+    slice_intervals,
+    transfer_intervals,
+)
 from tasks.config import Config
 from tasks.fallback import Fallback, confidence, fallback_curve
 from tasks.fallback import plot as plot_fallback
@@ -33,7 +41,7 @@ from tasks.llm.types import Backend, Completion, answer_each
 from tasks.memory import PeakMemory
 from tasks.models import load_merged, load_model, parameter_count, size_mb
 from tasks.pii import RedactConfig, Redactor
-from tasks.refs import DatasetRef, ModelRef
+from tasks.refs import STUDENT, DatasetRef, ModelRef, Student
 from tasks.schemas import ANSWERS
 from tasks.stage import (
     Progress,
@@ -46,9 +54,9 @@ from tasks.stage import (
     write_dataset,
 )
 from tasks.stats import Interval, percentile
-from tasks.verifiers import VerifyConfig, verdict
+from tasks.verifiers import VerifyConfig
 
-MODELS = ("base", "teacher", "student")
+REFERENCES = ("base", "teacher")  # what every student is compared with
 PURPOSE = "evaluate"
 
 
@@ -87,19 +95,23 @@ class ModelScore(BaseModel):
 
 class Evaluated(StageResult):
     answers: DatasetRef
-    scores: dict[str, ModelScore]  # "base", "teacher", "student"
-    transfer: dict[str, Interval] = {}  # student / teacher per slice, with its interval
-    fallback: Fallback | None = None  # where the student would hand over to the teacher
+    scores: dict[str, ModelScore]  # "base", "teacher", then each student by name
+    transfer: dict[str, dict[str, Interval]] = {}  # per student: its accuracy / the teacher's per slice, with interval
+    fallback: dict[str, Fallback] = {}  # per student: where it would hand over to the teacher
     plot: str | None = None  # per-slice bars, every model
-    fallback_plot: str | None = None
+    fallback_plot: str | None = None  # the first student's fallback curve
 
-    def transfer_ratio(self, slice_name: str = "all") -> float:
+    @property
+    def students(self) -> list[str]:
+        return [name for name in self.scores if name not in REFERENCES]
+
+    def transfer_ratio(self, slice_name: str = "all", student: str = STUDENT) -> float:
         """Student accuracy over teacher accuracy on the prompts both were scored on (0 when the teacher scores 0):
         the value of the interval the metrics carry; from the scores for a result without intervals."""
-        if slice_name in self.transfer:
-            return self.transfer[slice_name].value
+        if slice_name in self.transfer.get(student, {}):
+            return self.transfer[student][slice_name].value
         teacher = self.scores["teacher"].accuracy.get(slice_name, 0.0)
-        return self.scores["student"].accuracy.get(slice_name, 0.0) / teacher if teacher else 0.0
+        return self.scores[student].accuracy.get(slice_name, 0.0) / teacher if teacher else 0.0
 
 
 def answer_all(backend: Backend, rows: list[dict], name: str) -> list[Completion]:
@@ -147,34 +159,17 @@ def fallback_metrics(found: Fallback) -> dict[str, float]:
     }
 
 
-def judged(
-    verify: VerifyConfig, rows: list[dict], texts: list[str], model: str, confidences: list[float | None] | None = None
-) -> list[dict]:
-    """ANSWERS rows: each answer with the slice's verdict on it (and the model's confidence, if measured)."""
-    out = []
-    for row, text, sure in zip(rows, texts, confidences or [None] * len(rows), strict=True):
-        found = verdict(verify, row, text)
-        out.append(
-            {
-                **{k: row[k] for k in ("id", "slice", "prompt", "reference")},
-                "model": model,
-                "answer": text,
-                "correct": found.ok if found else None,
-                "reason": found.reason if found else None,
-                "confidence": sure,
-            }
-        )
-    return out
-
-
-def score_table(scores: dict[str, ModelScore], transfer: dict[str, Interval]) -> str:
-    """Markdown: accuracy per slice for each model and the transfer ratio, with 95 % intervals, then speed,
-    memory and size."""
+def score_table(scores: dict[str, ModelScore], transfer: dict[str, dict[str, Interval]]) -> str:
+    """Markdown: accuracy per slice for each model and each student's transfer ratio, with 95 % intervals, then
+    speed, memory and size."""
+    models, students = list(scores), list(transfer)
     slices = sorted(set().union(*(s.accuracy for s in scores.values())) - {"all"}) + ["all"]
-    lines = ["| slice | " + " | ".join(MODELS) + " | transfer |", "|---|" + "---:|" * (len(MODELS) + 1)]
+    ratios = ["transfer" if len(students) == 1 else f"transfer {m}" for m in students]
+    lines = ["| slice | " + " | ".join(models + ratios) + " |", "|---|" + "---:|" * (len(models) + len(ratios))]
     for name in slices:
-        cells = [str(scores[m].interval.get(name, "")) or f"{scores[m].accuracy.get(name, 0.0):.2f}" for m in MODELS]
-        lines.append(f"| {name} | " + " | ".join(cells) + f" | {transfer.get(name, '')} |")
+        cells = [str(scores[m].interval.get(name, "")) or f"{scores[m].accuracy.get(name, 0.0):.2f}" for m in models]
+        cells += [str(transfer[m].get(name, "")) for m in students]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines += [
         "",
         "Each cell: the score and its 95 % bootstrap interval over the slice's prompts.",
@@ -182,7 +177,7 @@ def score_table(scores: dict[str, ModelScore], transfer: dict[str, Interval]) ->
         "| model | params (M) | size (MB) | latency p50 (s) | p95 (s) | tokens/s | peak memory (MB) |",
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
-    for m in MODELS:
+    for m in models:
         s = scores[m]
         params = f"{s.params / 1e6:.1f}" if s.params is not None else "served"
         size = f"{s.size_mb:.0f}" if s.size_mb is not None else "served"
@@ -220,6 +215,23 @@ def score_teacher(
     return texts, speed
 
 
+def score_local(config: EvaluateConfig, model, tokenizer, rows: list[dict], name: str, sure: bool):
+    """A model in this process: greedy answers to every row (with their log-probabilities where `sure`, the
+    confidence fallback is cut on), and its speed timed as served, without them."""
+    sampling = greedy(config.max_new_tokens)
+    asked = sampling.model_copy(update={"logprobs": 0}) if sure else sampling
+    backend = LocalBackend(model, tokenizer, asked, config.batch_size, seed=0)
+    timed = LocalBackend(model, tokenizer, sampling, 1, seed=0)
+    try:
+        completions = answer_all(backend, rows, name)
+        speed = measure_speed(timed, rows, config.latency_prompts, name)
+    finally:
+        backend.close()
+        timed.close()
+    confidences = [confidence(c.logprobs) for c in completions] if sure else None
+    return [c.text for c in completions], confidences, speed
+
+
 def evaluate(
     config: EvaluateConfig,
     redact: RedactConfig,
@@ -227,35 +239,29 @@ def evaluate(
     teacher: LLMConfig,
     teacher_checkpoint: ModelRef | None,
     store: RequestStore,
-    base: ModelRef,
-    adapter: ModelRef,
+    students: dict[str, Student],
     held_out: DatasetRef,
     out_uri: str,
 ) -> Evaluated:
+    if not students:
+        raise ValueError("evaluate needs at least one student")
     with Timer() as timer:
         rows = read_dataset(held_out)
         answers, scores = [], {}
-        sampling = greedy(config.max_new_tokens)
-        for name in MODELS:
+        first = next(iter(students.values()))
+        for name in [*REFERENCES, *students]:
             confidences = None
             with PeakMemory() as peak:
                 if name == "teacher":
                     texts, speed = score_teacher(config, teacher, teacher_checkpoint, store, rows)
                     weights = teacher_checkpoint.uri if teacher_checkpoint else None
                 else:
-                    model, tokenizer = load_model(base.uri) if name == "base" else load_merged(base.uri, adapter.uri)
-                    sure = name == "student"  # its token log-probabilities: the confidence fallback is cut on
-                    asked = sampling.model_copy(update={"logprobs": 0}) if sure else sampling
-                    backend = LocalBackend(model, tokenizer, asked, config.batch_size, seed=0)
-                    completions = answer_all(backend, rows, name)
-                    texts = [c.text for c in completions]
-                    confidences = [confidence(c.logprobs) for c in completions] if sure else None
-                    timed = LocalBackend(model, tokenizer, sampling, 1, seed=0)  # as served: no log-probabilities
-                    speed = measure_speed(timed, rows, config.latency_prompts, name)
-                    backend.close()
-                    timed.close()
-                    del model, backend, timed
-                    weights = base.uri  # the merged student has the base's shape
+                    student = students.get(name)  # none for "base": the first student before training
+                    model, tokenizer = load_merged(student.base.uri, student.adapter.uri) if student else \
+                        load_model(first.base.uri)  # fmt: skip
+                    texts, confidences, speed = score_local(config, model, tokenizer, rows, name, bool(student))
+                    del model
+                    weights = (student or first).base.uri  # the merged student has its base's shape
             mine = judged(verify, rows, texts, name, confidences)
             interval = slice_intervals(mine, name)  # unverifiable answers are left out of every score
             scores[name] = ModelScore(
@@ -270,16 +276,17 @@ def evaluate(
                 size_mb=size_mb(weights) if weights else None,
             )
             answers += mine
-        transfer = transfer_intervals(answers)
+        transfer = {name: transfer_intervals(answers, name) for name in students}
         # scored as answered, stored redacted: a model may echo a name it was shown, or invent one
-        prompts = rows * len(MODELS)  # the answers, model by model, each in the rows' order
+        prompts = rows * len(scores)  # the answers, model by model, each in the rows' order
         redacted = Redactor(redact).redact_answers(prompts, [[a["answer"]] for a in answers], "redact answers")
         answers = [{**a, "answer": text} for a, [text] in zip(answers, redacted, strict=True)]
-        missed = disagreements(answers)  # the verdicts are on the answers as given, the text shown redacted
+        # the verdicts are on the answers as given, the text shown redacted
+        missed = {name: disagreements(answers, name) for name in students}
+        handover = {name: fallback_curve(answers, config.fallback_target_accuracy, name) for name in students}
         plot_uri, fallback_uri = storage.join(out_uri, "slices.png"), storage.join(out_uri, "fallback.png")
-        storage.write_bytes(plot_slices({m: scores[m].interval for m in MODELS}), plot_uri)
-        handover = fallback_curve(answers, config.fallback_target_accuracy)
-        storage.write_bytes(plot_fallback(handover), fallback_uri)
+        storage.write_bytes(plot_slices({m: s.interval for m, s in scores.items()}), plot_uri)
+        storage.write_bytes(plot_fallback(handover[next(iter(students))]), fallback_uri)
     result = Evaluated(
         answers=write_dataset(answers, storage.join(out_uri, "answers.parquet"), ANSWERS),
         scores=scores,
@@ -289,7 +296,51 @@ def evaluate(
         fallback_plot=fallback_uri,
         report=StageReport(stage="evaluate", rows_in=len(rows), rows_out=len(answers), seconds=timer.seconds),
     )
-    result.report.metrics = {
+    result.report.metrics = evaluate_metrics(scores, transfer, handover, missed)
+    result.report.details = score_table(scores, transfer) + "".join(
+        student_section(name, handover[name], missed[name], config.disagreements_shown, len(students) > 1)
+        for name in students
+    )
+    result.report.tables = {
+        "scores": scores_rows(scores, transfer),
+        **{f"{prefix(name)}disagreements": rows for name, rows in missed.items() if rows},
+    }
+    return result
+
+
+def prefix(student: str) -> str:
+    """Metric names of the first (or only) student are as a one-student run logs them; other students' carry their
+    name in front."""
+    return "" if student == STUDENT else f"{student}."
+
+
+def student_section(name: str, handover: Fallback, missed: list[dict], shown: int, named: bool) -> str:
+    """Markdown: where a student would hand over to the teacher, and the prompts it got wrong that the teacher
+    got right."""
+    said = f"{name} {handover.summary()}" if named else handover.summary()
+    return f"\n\n{said}\n\n## teacher right, {name} wrong\n\n" + disagreements_markdown(missed, shown)
+
+
+def scores_rows(scores: dict[str, ModelScore], transfer: dict[str, dict[str, Interval]]) -> list[dict]:
+    """The `scores` table: per slice, every model's accuracy and each student's transfer ratio with its interval."""
+    rows = []
+    for name in next(iter(transfer.values())):
+        row = {"slice": name, **{m: s.accuracy.get(name, 0.0) for m, s in scores.items()}}
+        for student, ratios in transfer.items():
+            if found := ratios.get(name):
+                p = prefix(student)
+                row |= {f"{p}transfer": found.value, f"{p}transfer_low": found.low, f"{p}transfer_high": found.high}
+        rows.append(row)
+    return rows
+
+
+def evaluate_metrics(
+    scores: dict[str, ModelScore],
+    transfer: dict[str, dict[str, Interval]],
+    handover: dict[str, Fallback],
+    missed: dict[str, list[dict]],
+) -> dict[str, float]:
+    metrics = {
         **{f"{m}.accuracy.{k}": v for m, s in scores.items() for k, v in s.accuracy.items()},
         **{f"{m}.accuracy_low.{k}": v.low for m, s in scores.items() for k, v in s.interval.items()},
         **{f"{m}.accuracy_high.{k}": v.high for m, s in scores.items() for k, v in s.interval.items()},
@@ -297,32 +348,14 @@ def evaluate(
         **{f"{m}.latency_p95_s": s.latency_p95_s for m, s in scores.items()},
         **{f"{m}.tokens_per_s": s.tokens_per_s for m, s in scores.items()},
         **{f"{m}.peak_memory_mb": s.peak_memory_mb for m, s in scores.items() if s.peak_memory_mb is not None},
-        **{f"transfer_ratio.{k}": v.value for k, v in transfer.items()},
-        **{f"transfer_ratio_low.{k}": v.low for k, v in transfer.items()},
-        "disagreements": len(missed),
-        **{f"transfer_ratio_high.{k}": v.high for k, v in transfer.items()},
-        **fallback_metrics(handover),
     }
-    result.report.details = (
-        score_table(scores, transfer)
-        + f"\n\n{handover.summary()}"
-        + "\n\n## teacher right, student wrong\n\n"
-        + disagreements_markdown(missed, config.disagreements_shown)
-    )
-    result.report.tables = {
-        "scores": [
-            {
-                "slice": name,
-                **{m: scores[m].accuracy.get(name, 0.0) for m in MODELS},
-                "transfer": t.value,
-                "transfer_low": t.low,
-                "transfer_high": t.high,
-            }
-            for name, t in transfer.items()
-        ],
-        **({"disagreements": missed} if missed else {}),
-    }
-    return result
+    for name, ratios in transfer.items():
+        metrics |= {f"{prefix(name)}transfer_ratio.{k}": v.value for k, v in ratios.items()}
+        metrics |= {f"{prefix(name)}transfer_ratio_low.{k}": v.low for k, v in ratios.items()}
+        metrics |= {f"{prefix(name)}transfer_ratio_high.{k}": v.high for k, v in ratios.items()}
+        metrics[f"{prefix(name)}disagreements"] = len(missed[name])
+        metrics |= {f"{prefix(name)}{k}": v for k, v in fallback_metrics(handover[name]).items()}
+    return metrics
 
 
 @task(name="evaluate_models", **STAGE_TASK)
@@ -332,19 +365,16 @@ def evaluate_models(
     verify: VerifyConfig,
     teacher: LLMConfig,
     teacher_checkpoint: ModelRef | None,
-    base: ModelRef,
-    adapter: ModelRef,
+    students: dict[str, Student],
     held_out: DatasetRef,
     store: str,
     work_dir: str,
 ) -> Evaluated:
-    """Score base, teacher and student on the held-out prompts, per slice, with latency."""
-    inputs = (config, redact, verify, teacher, teacher_checkpoint, base, adapter, held_out)
+    """Score base, teacher and each student on the held-out prompts, per slice, with latency."""
+    inputs = (config, redact, verify, teacher, teacher_checkpoint, students, held_out)
     out_uri = stage_uri(work_dir, "evaluate", *inputs)
     request_store = open_store(store)
     try:
-        return evaluate(
-            config, redact, verify, teacher, teacher_checkpoint, request_store, base, adapter, held_out, out_uri
-        )
+        return evaluate(config, redact, verify, teacher, teacher_checkpoint, request_store, students, held_out, out_uri)
     finally:
         request_store.close()

@@ -4,35 +4,32 @@ AWQ with llmcompressor (AWQModifier to scale salient channels, then W4A16 symmet
 quantization, compressed-tensors `pack-quantized` on disk). Group size must divide the hidden and
 MLP widths (SmolLM2's 576 is not a multiple of 128; the default is 16, see ExportConfig). The check: the
 merged model and the export reloaded from disk, as a user would load it, answer the same held-out prompts
-greedily; the slices' verifiers score both, and a drop of more than `max_accuracy_drop` fails it.
-The deploy check (`serve_check`): vLLM, the engine users deploy with (its CPU build here), loads the export and
-answers the same prompts through its OpenAI-compatible server; they are scored like the others, and an export
-vLLM cannot load, or that answers nothing there, fails.
+greedily; the slices' verifiers score both (the export per slice too), and a drop of more than
+`max_accuracy_drop` fails it. The deploy check in vLLM is a stage of its own: tasks.serve.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
-import tempfile
 import warnings
 from pathlib import Path
-from typing import Literal
 
 from prefect import task
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from tasks import storage
 from tasks.cache import STAGE_TASK, stage_uri
+from tasks.comparison import accuracy, answered, judged, slice_intervals
 from tasks.config import Config
-from tasks.llm.config import SamplingConfig, greedy
+from tasks.llm.config import SamplingConfig
 from tasks.llm.local import LocalBackend
 from tasks.llm.types import Completion, answer_each
-from tasks.llm.vllm_server import served_answers, vllm_python
 from tasks.models import load_merged, load_model, model_ref, size_mb
 from tasks.refs import DatasetRef, ModelRef
 from tasks.stage import StageReport, StageResult, Timer, conversation, read_dataset
-from tasks.verifiers import VerifyConfig, verdict
+from tasks.stats import Interval
+from tasks.verifiers import VerifyConfig
 
 
 class ExportConfig(Config):
@@ -47,7 +44,9 @@ class ExportConfig(Config):
     )  # fmt: skip
     calibration_rows: int = Field(32, ge=1, description="Training rows run through the model to calibrate AWQ.")
     max_calibration_tokens: int = Field(192, ge=16, description="Tokens per calibration row.")
-    check_prompts: int = Field(48, ge=1, description="Held-out prompts the merged model and the export both answer.")
+    check_prompts: int | None = Field(
+        None, ge=1, description="Held-out prompts the merged model, the export and vLLM answer; none: all of them."
+    )
     max_new_tokens: int = Field(48, ge=1, description="Longest check answer, in tokens (greedy).")
     batch_size: int = Field(16, ge=1, description="Prompts per generate call in the check.")
     max_accuracy_drop: float = Field(
@@ -56,20 +55,6 @@ class ExportConfig(Config):
         le=1,
         description="Largest accuracy the export may lose against the merged model before it fails (0.01: one point).",
     )
-    serve_check: Literal["auto", "on", "off"] = Field(
-        "auto",
-        description="Serve the export with vLLM (its own environment: `make vllm-env`, or $REDISTILL_VLLM_PYTHON) "
-        "and score its answers to the check prompts. auto: where that environment exists; on: fail without it.",
-    )
-
-
-class Served(BaseModel):
-    """The export served by vLLM: its answers to the check prompts, scored."""
-
-    accuracy: float | None  # none when no prompt has a verifier
-    answered: float  # share of prompts with a non-empty answer
-    tokens_per_s: float  # all check prompts at once, as the server batches them
-    error: str | None = None  # why vLLM could not serve it
 
 
 class Exported(StageResult):
@@ -77,9 +62,9 @@ class Exported(StageResult):
     quantized: bool
     merged_accuracy: float | None  # share right on the checked prompts; none when no prompt has a verifier
     exported_accuracy: float | None
-    check_passed: bool
+    check_passed: bool  # the quantization loss within `max_accuracy_drop` (the deploy check is tasks.serve's)
     check_reason: str
-    served: Served | None = None  # vLLM's deploy check, when it ran
+    exported_interval: dict[str, Interval] = {}  # the export's accuracy per slice on the check prompts
 
 
 def _calibrate_on_cpu_too() -> None:
@@ -172,56 +157,6 @@ def check_answers(model, tokenizer, rows: list[dict], config: ExportConfig) -> l
     return answer_each(backend, [conversation(r) for r in rows])
 
 
-def accuracy(verify: VerifyConfig, rows: list[dict], answers: list[Completion]) -> float | None:
-    """Share of checkable answers the verifiers accept; none if nothing can be checked."""
-    verdicts = [verdict(verify, row, a.text) for row, a in zip(rows, answers, strict=True)]
-    checked = [v.ok for v in verdicts if v is not None]
-    return sum(checked) / len(checked) if checked else None
-
-
-def answered(answers: list[Completion]) -> float:
-    """Share of answers that say anything: the measure where no verifier can score them."""
-    return sum(1 for a in answers if a.text.strip()) / max(len(answers), 1)
-
-
-def serve_check(config: ExportConfig, verify: VerifyConfig, model_uri: str, rows: list[dict]) -> Served | None:
-    """The export loaded and served by vLLM, answering the check prompts; none when the check is off, or on
-    `auto` where vLLM's environment is missing."""
-    if config.serve_check == "off" or not rows or (config.serve_check == "auto" and not vllm_python().exists()):
-        return None
-    if not vllm_python().exists():
-        why = f"export.serve_check is 'on' but vLLM's environment is missing ({vllm_python()}): run `make vllm-env`"
-        return Served(accuracy=None, answered=0.0, tokens_per_s=0.0, error=why)
-    with tempfile.TemporaryDirectory(prefix="redistill-serve-") as scratch:
-        try:
-            answers, seconds = served_answers(
-                storage.local_folder(model_uri), [conversation(r) for r in rows], greedy(config.max_new_tokens),
-                Path(scratch),
-            )  # fmt: skip
-        except (RuntimeError, TimeoutError) as error:  # the server died or never came up: its log's tail says why
-            said = str(error).strip().splitlines()
-            why = next((line for line in reversed(said) if "Error" in line), said[-1] if said else repr(error))
-            return Served(accuracy=None, answered=0.0, tokens_per_s=0.0, error=why.strip()[-400:])
-    tokens = sum(a.completion_tokens for a in answers)
-    return Served(
-        accuracy=accuracy(verify, rows, answers),
-        answered=answered(answers),
-        tokens_per_s=tokens / max(seconds, 1e-9),
-    )
-
-
-def served_decision(served: Served | None) -> tuple[bool, str]:
-    """(passed, why) for the deploy check: vLLM must load the export and answer."""
-    if served is None:
-        return True, ""
-    if served.error:
-        return False, f"vLLM could not serve it: {served.error}"
-    if not served.answered:
-        return False, "served by vLLM, it gave only empty answers"
-    score = f"accuracy {served.accuracy:.2f}" if served.accuracy is not None else f"answered {served.answered:.2f}"
-    return True, f"served by vLLM: {score}, {served.tokens_per_s:.0f} tokens/s"
-
-
 def check_decision(
     config: ExportConfig, merged: list[Completion], exported: list[Completion], accuracies: tuple[float | None, ...]
 ) -> tuple[bool, str]:
@@ -268,9 +203,8 @@ def export(
         exported_answers = check_answers(*load_model(target), check_rows, config)  # as a user loads it
         merged, exported = accuracy(verify, check_rows, merged_answers), accuracy(verify, check_rows, exported_answers)
         passed, reason = check_decision(config, merged_answers, exported_answers, (merged, exported))
-        served = serve_check(config, verify, target, check_rows)
-        serving, why = served_decision(served)
-        passed, reason = passed and serving, "; ".join(filter(None, [reason, why]))
+        texts = [a.text for a in exported_answers]
+        exported_interval = slice_intervals(judged(verify, check_rows, texts, "exported"), "exported")
     report = StageReport(
         stage="export",
         rows_in=len(check_rows),
@@ -282,7 +216,7 @@ def export(
             "check_passed": float(passed),
             **({"merged_accuracy": merged} if merged is not None else {}),
             **({"exported_accuracy": exported} if exported is not None else {}),
-            **(served_metrics(served) if served else {}),
+            **{f"exported_accuracy.{name}": found.value for name, found in exported_interval.items()},
         },
         seconds=timer.seconds,
         notes=[f"exported to {target}", f"check {'passed' if passed else 'FAILED'}: {reason}"]
@@ -295,16 +229,9 @@ def export(
         exported_accuracy=exported,
         check_passed=passed,
         check_reason=reason,
-        served=served,
+        exported_interval=exported_interval,
         report=report,
     )
-
-
-def served_metrics(served: Served) -> dict[str, float]:
-    metrics = {"served_ok": float(served.error is None), "served_answered": served.answered}
-    if served.accuracy is not None:
-        metrics["served_accuracy"] = served.accuracy
-    return metrics | ({"served_tokens_per_s": served.tokens_per_s} if served.error is None else {})
 
 
 @task(name="export_student", **STAGE_TASK)

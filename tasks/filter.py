@@ -4,7 +4,8 @@ Checked in order, first match wins: empty, too_short, too_long, truncated (hit m
 refusal, wrong_answer (the verify stage's verdict says no, with its reason), judge_below_threshold (the
 judge stage scored it under its calibrated threshold). Samples without a
 verdict are kept (the verify summary counts them). Output `rows.parquet` (schemas.TRAINING_ROWS)
-and `rejected.parquet`.
+and `rejected.parquet`; and `pairs.parquet` for DPO (schemas.PREFERENCE_PAIRS): per prompt, kept answers a
+verifier passed against answers a verifier failed.
 The verifier checks the final answer; the chain of thought, when the teacher gives one, goes into the
 assistant turn as `<think>…</think>` unless `include_reasoning` is off.
 The teacher's system prompt is not copied into the rows: the student learns the behaviour from
@@ -22,7 +23,7 @@ from tasks import storage
 from tasks.cache import STAGE_TASK, stage_uri
 from tasks.config import Config
 from tasks.refs import DatasetRef
-from tasks.schemas import ROLLOUTS, TRAINING_ROWS
+from tasks.schemas import PREFERENCE_PAIRS, ROLLOUTS, TRAINING_ROWS
 from tasks.stage import (
     StageReport,
     StageResult,
@@ -62,6 +63,7 @@ class FilterConfig(Config):
 class Filtered(StageResult):
     rows: DatasetRef
     rejected: DatasetRef
+    pairs: DatasetRef  # (right, wrong) answer pairs for DPO
 
 
 def reason_to_drop(config: FilterConfig, row: dict, verdict: dict | None, judgment: dict | None = None) -> str | None:
@@ -111,6 +113,36 @@ def sample_key(row: dict) -> tuple[str, int]:
     return row["prompt_id"], row["sample_index"]
 
 
+def preference_pairs(
+    config: FilterConfig, kept: list[dict], rejected: list[dict], by_sample: dict[tuple[str, int], dict]
+) -> list[dict]:
+    """Per prompt, as many (chosen, rejected) pairs as it has of both: chosen, a kept answer a verifier passed, as
+    SFT learns it; rejected, a non-empty answer a verifier failed. Pairs in sample order."""
+    right: dict[str, list[dict]] = {}
+    wrong: dict[str, list[dict]] = {}
+    for row in sorted(kept, key=sample_key):
+        if (found := by_sample.get(sample_key(row))) and found["ok"] is True:
+            right.setdefault(row["prompt_id"], []).append(row)
+    for row in sorted(rejected, key=sample_key):
+        if (found := by_sample.get(sample_key(row))) and found["ok"] is False and row["completion"].strip():
+            wrong.setdefault(row["prompt_id"], []).append(row)
+    pairs = []
+    for prompt_id in sorted(right.keys() & wrong.keys()):
+        for index, (good, bad) in enumerate(zip(right[prompt_id], wrong[prompt_id], strict=False)):
+            chosen = training_row(good, config.include_reasoning, by_sample[sample_key(good)])["messages"]
+            pairs.append(
+                {
+                    "prompt": chosen[:-1],
+                    "chosen": chosen[-1:],
+                    "rejected": [{"role": "assistant", "content": assistant_turn(bad, config.include_reasoning)}],
+                    "prompt_id": prompt_id,
+                    "slice": good["slice"],
+                    "pair_index": index,
+                }
+            )
+    return pairs
+
+
 def filter_rows(
     config: FilterConfig, rollouts: DatasetRef, verdicts: DatasetRef, judgments: DatasetRef | None, out_uri: str
 ) -> Filtered:
@@ -121,12 +153,13 @@ def filter_rows(
         kept, rejected = partition(
             rows, lambda row: reason_to_drop(config, row, by_sample.get(sample_key(row)), judged.get(sample_key(row)))
         )
+        pairs = preference_pairs(config, kept, rejected, by_sample)
     report = StageReport(
         stage="filter",
         rows_in=len(rows),
         rows_out=len(kept),
         dropped=count_reasons(rejected),
-        metrics={"prompts_kept": len({r["prompt_id"] for r in kept})},
+        metrics={"prompts_kept": len({r["prompt_id"] for r in kept}), "preference_pairs": len(pairs)},
         seconds=timer.seconds,
     )
     return Filtered(
@@ -136,6 +169,7 @@ def filter_rows(
             TRAINING_ROWS,
         ),
         rejected=write_dataset(rejected, storage.join(out_uri, "rejected.parquet"), with_reason(ROLLOUTS)),
+        pairs=write_dataset(pairs, storage.join(out_uri, "pairs.parquet"), PREFERENCE_PAIRS),
         report=report,
     )
 

@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field
 from tasks.comparison import ALL, paired
 from tasks.config import Config
 from tasks.fallback import Fallback
+from tasks.refs import STUDENT
 from tasks.stage import dataset_ref, read_dataset
 from tasks.stats import Interval, difference_interval, sign_test
 from tasks.tracking import Champion, Run, log_directory, log_markdown, register_version, set_alias
@@ -112,6 +113,35 @@ def missed_bars(config: GateConfig, evidence: Evidence) -> list[str]:
     return missed
 
 
+class Choice(BaseModel):
+    """The student that ships when a run trains several (two sizes, SFT and SFT+DPO), and why."""
+
+    student: str
+    reason: str
+    table: str  # markdown: every student, its size, transfer ratio and the bars it missed
+
+
+def choose_student(config: GateConfig, found: dict[str, Evidence], size: dict[str, int]) -> Choice:
+    """Of the students evaluate scored (`found`, before any export: its check passed; `size` in parameters), the
+    smallest that clears the bar; of two the same size (SFT and SFT+DPO), the one with the higher transfer ratio.
+    When none clears it, the one with the highest transfer ratio (the smaller on a tie): it is registered without
+    an alias, showing how far it is."""
+    missed = {name: missed_bars(config, evidence) for name, evidence in found.items()}
+    passing = [name for name in found if not missed[name]]
+    if passing:
+        chosen = min(passing, key=lambda name: (size[name], -found[name].transfer_ratio))
+        reason = f"{chosen}: the smallest student that clears the bar"
+    else:
+        chosen = max(found, key=lambda name: (found[name].transfer_ratio, -size[name]))
+        reason = f"{chosen}: no student clears the bar; the one with the highest transfer ratio"
+    lines = ["| student | params (M) | transfer ratio | bars missed |", "|---|---:|---:|---|"]
+    for name, evidence in found.items():
+        mark = f"**{name}** (ships)" if name == chosen else name
+        bars = "; ".join(missed[name]) or "none"
+        lines.append(f"| {mark} | {size[name] / 1e6:.1f} | {evidence.transfer_ratio:.2f} | {bars} |")
+    return Choice(student=chosen, reason=reason, table="## students\n\n" + reason + "\n\n" + "\n".join(lines) + "\n")
+
+
 def gate_decision(config: GateConfig, evidence: Evidence, champion_version: str | None = None) -> Decision:
     """Pass or fail on the bar; then champion or challenger against the current champion."""
     missed = missed_bars(config, evidence)
@@ -139,16 +169,17 @@ def gate_decision(config: GateConfig, evidence: Evidence, champion_version: str 
     )
 
 
-def versus_champion_prompts(answers: list[dict], champion: Champion) -> Versus | str:
+def versus_champion_prompts(answers: list[dict], champion: Champion, student: str = STUDENT) -> Versus | str:
     """This student against the champion over the held-out prompts both were scored on, matched by prompt text;
     where there are none, why not, in words."""
     uri = champion.dataset("evaluate.answers")
     if not uri:
         return f"the answers v{champion.version} was scored with are gone (its run's evaluate.answers)"
-    by_text = lambda rows: {  # noqa: E731
-        r["prompt"]: float(r["correct"]) for r in rows if r["model"] == "student" and r["correct"] is not None
+    by_text = lambda rows, name: {  # noqa: E731
+        r["prompt"]: float(r["correct"]) for r in rows if r["model"] == name and r["correct"] is not None
     }
-    mine, before = paired(by_text(answers), by_text(read_dataset(dataset_ref(uri))))
+    theirs = by_text(read_dataset(dataset_ref(uri)), champion.student)
+    mine, before = paired(by_text(answers, student), theirs)
     if not mine:
         return f"no scored held-out prompt shared with v{champion.version} (a scheduled run scores on its set)"
     return Versus(
@@ -161,11 +192,8 @@ def versus_champion_prompts(answers: list[dict], champion: Champion) -> Versus |
 
 def versus_champion(accuracy: dict[str, float], champion: Champion, prompts: int) -> tuple[dict[str, float], str]:
     """This student against the champion on the same held-out prompts: metrics and a table, per slice."""
-    theirs = {
-        key.removeprefix("evaluate.student.accuracy."): value
-        for key, value in champion.metrics.items()
-        if key.startswith("evaluate.student.accuracy.")
-    }
+    logged = f"evaluate.{champion.student}.accuracy."
+    theirs = {key.removeprefix(logged): value for key, value in champion.metrics.items() if key.startswith(logged)}
     names = sorted((set(accuracy) | set(theirs)) - {ALL}) + [ALL]
     lines = [
         "## against the champion",
@@ -183,11 +211,13 @@ def versus_champion(accuracy: dict[str, float], champion: Champion, prompts: int
     return metrics, "\n".join(lines) + "\n"
 
 
-def against_champion(evidence: Evidence, answers: list[dict], champion: Champion | None) -> Evidence:
+def against_champion(
+    evidence: Evidence, answers: list[dict], champion: Champion | None, student: str = STUDENT
+) -> Evidence:
     """The evidence with this student's answers compared to the champion's on the prompts both were scored on."""
     if champion is None:
         return evidence
-    found = versus_champion_prompts(answers, champion)
+    found = versus_champion_prompts(answers, champion, student)
     if isinstance(found, str):
         return evidence.model_copy(update={"versus": None, "versus_missing": found})
     return evidence.model_copy(update={"versus": found, "versus_missing": ""})

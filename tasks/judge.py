@@ -346,12 +346,17 @@ class WinRate(BaseModel):
 
 @task(name="judge_win_rate")
 def win_rate(
-    config: JudgeConfig, model: LLMConfig, checkpoint: ModelRef | None, answers: list[dict], store_url: str
+    config: JudgeConfig,
+    model: LLMConfig,
+    checkpoint: ModelRef | None,
+    answers: list[dict],
+    store_url: str,
+    student: str = "student",
 ) -> WinRate:
     """The judge's verdict on (student, teacher) for each held-out prompt both answered (evaluate's answers)."""
     said = {(r["model"], r["prompt"]): r["answer"] for r in answers}
-    prompts = sorted({prompt for model_name, prompt in said if model_name == "student"})
-    pairs = [(p, said["student", p], said["teacher", p]) for p in prompts if ("teacher", p) in said]
+    prompts = sorted({prompt for model_name, prompt in said if model_name == student})
+    pairs = [(p, said[student, p], said["teacher", p]) for p in prompts if ("teacher", p) in said]
     found = Judge(config, model, checkpoint, store_url).compare(pairs)
     return WinRate(
         pairs=len(pairs),

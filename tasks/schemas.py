@@ -75,6 +75,19 @@ TRAINING_ROWS = pa.schema(
     ]
 )
 
+# filter -> dpo. Where the teacher answered a prompt both right and wrong: a verified right answer the filter
+# keeps (as SFT learns it) and a verified wrong one, as TRL's conversational preference rows.
+PREFERENCE_PAIRS = pa.schema(
+    [
+        ("prompt", pa.list_(MESSAGE)),  # the conversation up to the answer
+        ("chosen", pa.list_(MESSAGE)),  # the right answer, one assistant turn
+        ("rejected", pa.list_(MESSAGE)),  # the wrong one
+        ("prompt_id", pa.string()),
+        ("slice", pa.string()),
+        ("pair_index", pa.int32()),  # 0.. per prompt
+    ]
+)
+
 # evaluate -> MLflow. One row per (model, held-out prompt).
 ANSWERS = pa.schema(
     [

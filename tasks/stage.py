@@ -171,6 +171,10 @@ class StageResult(BaseModel):
     def datasets(self) -> dict[str, DatasetRef]:
         return {name: value for name, value in self if isinstance(value, DatasetRef)}
 
+    def reusable(self) -> bool:
+        """Whether a later run may take this result from the cache (a failed check is tried again instead)."""
+        return True
+
 
 class Timer:
     """Wall time of a stage body: `with Timer() as t: ...; t.seconds`."""

@@ -21,6 +21,26 @@ from tasks.models import check_chat_template, model_ref, resolve_model
 from tasks.refs import ModelRef
 
 
+class StudentSize(Config):
+    """One more student, trained beside the first on the same data: another prune of the teacher, or a
+    checkpoint of your own."""
+
+    name: str = Field(
+        pattern=r"^[a-z0-9][a-z0-9_]*$",
+        description="Its name in the report and metrics, `student_<name>` (lower case, digits, underscores).",
+    )
+    keep_layers: Literal["every_other"] | list[int] | None = Field(
+        None, description="The teacher's decoder layers it keeps (pruned like the first student)."
+    )
+    checkpoint: str | None = Field(None, description="Or: the folder of its own checkpoint.")
+
+    @model_validator(mode="after")
+    def _one_way_to_start(self):
+        if (self.keep_layers is None) == (self.checkpoint is None):
+            raise ValueError(f"student.sizes '{self.name}': give keep_layers or checkpoint (one of them)")
+        return self
+
+
 class StudentConfig(Config):
     """Where the student starts."""
 
@@ -38,11 +58,30 @@ class StudentConfig(Config):
         description="Decoder layers the pruned student keeps: `every_other` (0, 2, 4, ...) or explicit indices.",
     )
 
+    sizes: list[StudentSize] = Field(
+        [],
+        description="More students trained on the same data and scored beside the first (e.g. a 10-layer prune "
+        "beside the 15-layer one); the gate ships the smallest that clears its bar.",
+    )
+
     @model_validator(mode="after")
     def _checkpoint_given(self):
         if self.init == "checkpoint" and not self.checkpoint:
             raise ValueError("student.init 'checkpoint' needs student.checkpoint: the folder to start from")
+        names = [size.name for size in self.sizes]
+        if len(set(names)) < len(names):
+            raise ValueError(f"student.sizes: each needs its own name, got {names}")
         return self
+
+    def variants(self) -> dict[str, StudentConfig]:
+        """Every student to train, by name: this one as `student`, each of `sizes` as `student_<name>`."""
+        first = self.model_copy(update={"sizes": []})
+        found = {"student": first}
+        for size in self.sizes:
+            start = {"init": "prune", "keep_layers": size.keep_layers} if size.keep_layers is not None else \
+                {"init": "checkpoint", "checkpoint": size.checkpoint}  # fmt: skip
+            found[f"student_{size.name}"] = first.model_copy(update=start)
+        return found
 
 
 def layers_to_keep(spec: Literal["every_other"] | list[int], num_layers: int) -> list[int]:

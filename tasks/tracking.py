@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 import warnings
 from contextlib import contextmanager
@@ -25,6 +26,7 @@ from tasks.stage import StageReport, StageResult
 from tasks.urls import masked
 
 EXPERIMENT = "redistill"
+STUDENT_TAG = "redistill.student"  # the run's tag naming the student it shipped
 
 
 class TrackingConfig(Config):
@@ -149,7 +151,7 @@ def log_markdown(run: Run, name: str, markdown: str) -> None:
     _client(run.tracking_uri).log_text(run.run_id, markdown, f"summaries/{name}.md")
     if FlowRunContext.get() or TaskRunContext.get():
         create_markdown_artifact(
-            markdown=markdown, key=f"{name}-summary".replace("_", "-"), description=f"{name} summary"
+            markdown=markdown, key=re.sub(r"[^a-z0-9-]", "-", f"{name}-summary".lower()), description=f"{name} summary"
         )
 
 
@@ -180,6 +182,7 @@ class Champion(BaseModel):
     run_id: str
     metrics: dict[str, float]
     datasets: dict[str, str]  # name -> URI, of the datasets still there
+    student: str = "student"  # its name in its run's evaluation (STUDENT_TAG): a run may train several
 
     def dataset(self, *names: str) -> str | None:
         """The URI of the first of `names` the champion's run logged."""
@@ -205,7 +208,13 @@ def champion(run: Run, registered_model: str, alias: str) -> Champion | None:
         run_id=version.run_id,
         metrics=logged.data.metrics,
         datasets={name: uri for name, uri in uris.items() if uri and storage.exists(uri)},
+        student=logged.data.tags.get(STUDENT_TAG, "student"),
     )
+
+
+def tag_shipped_student(run: Run, student: str) -> None:
+    """Which of the run's students was exported and registered: its answers and metrics carry this name."""
+    _client(run.tracking_uri).set_tag(run.run_id, STUDENT_TAG, student)
 
 
 def log_image(run: Run, uri: str, artifact_path: str, description: str) -> None:

@@ -22,7 +22,7 @@ from tasks.cache import STAGE_TASK, stage_uri
 from tasks.config import Config
 from tasks.curves import CurvePoint, curve_from
 from tasks.curves import plot as plot_curve
-from tasks.models import model_ref
+from tasks.models import load_for_training, model_ref
 from tasks.refs import DatasetRef, ModelRef
 from tasks.stage import StageReport, StageResult, Timer, log, read_dataset
 
@@ -88,26 +88,6 @@ def check_method(config: TrainConfig) -> None:
         raise ValueError("train.method 'qlora' needs bitsandbytes: pip install bitsandbytes (on the GPU worker)")
 
 
-def load_for_training(config: TrainConfig, base_path: Path):
-    """The student to fine-tune: as saved, or in 4-bit NF4 for QLoRA (computing in bf16)."""
-    from transformers import AutoModelForCausalLM
-
-    if config.method != "qlora":
-        return AutoModelForCausalLM.from_pretrained(base_path)
-    import torch
-    from peft import prepare_model_for_kbit_training
-    from transformers import BitsAndBytesConfig
-
-    four_bit = BitsAndBytesConfig(
-        load_in_4bit=True,
-        bnb_4bit_quant_type="nf4",
-        bnb_4bit_compute_dtype=torch.bfloat16,
-        bnb_4bit_use_double_quant=True,
-    )
-    model = AutoModelForCausalLM.from_pretrained(base_path, quantization_config=four_bit, device_map={"": 0})
-    return prepare_model_for_kbit_training(model)
-
-
 def sft_trainer(
     config: TrainConfig, base_path: Path, train_rows: list[dict], validation_rows: list[dict], scratch: Path
 ):
@@ -162,7 +142,7 @@ def sft_trainer(
         task_type="CAUSAL_LM",
     )
     trainer = SFTTrainer(
-        model=load_for_training(config, base_path),
+        model=load_for_training(base_path, four_bit=config.method == "qlora"),
         args=args,
         train_dataset=as_dataset(train_rows),
         eval_dataset=as_dataset(validation_rows),

@@ -76,7 +76,7 @@ def test_the_gpu_pool_template_asks_for_one_gpu_and_the_gpu_image():
 
 STAGES = {"source", "redact", "drift", "teacher", "rollout", "dedup", "verify", "filter", "student", "train"}
 STAGES |= {"evaluate", "replay", "decontaminate", "judge"}
-STAGES |= {"export", "gate"}
+STAGES |= {"export", "serve", "gate", "dpo"}
 FAMILIES = {"llm", "verifiers", "pii", "logfile"}
 
 

@@ -19,6 +19,7 @@ from tasks.llm.config import LLMConfig, SamplingConfig
 from tasks.llm.local import generate
 from tasks.models import END_OF_TURN, load_model
 from tasks.rollout import RolloutConfig
+from tasks.serve import ServeConfig
 from tasks.source import SourceConfig
 from tasks.train import TrainConfig
 from tasks.verifiers import Number, VerifyConfig
@@ -39,7 +40,7 @@ STAGES = {
 STAGE_TASKS = set(STAGES)
 SUMMARIES = (
     "source", "redact", "decontaminate", "rollout", "verify", "dedup", "funnel", "filter", "train", "evaluate",
-    "export", "gate",
+    "export", "serve", "gate",
 )  # fmt: skip
 
 
@@ -57,7 +58,8 @@ def runs(prefect_server, tiny_teacher, demo_log, tmp_path_factory):
         filter=FilterConfig(drop_truncated=False),
         train=TrainConfig(epochs=1, batch_size=4, eval_every_steps=2),
         evaluate=EvaluateConfig(max_new_tokens=8, latency_prompts=2),
-        export=ExportConfig(calibration_rows=8, check_prompts=2, max_new_tokens=8, serve_check="off"),
+        export=ExportConfig(calibration_rows=8, check_prompts=2, max_new_tokens=8),
+        serve=ServeConfig(check="off"),
         gate=GateConfig(min_transfer_ratio=0.0),
         judge=JudgeConfig(win_rate=True, max_new_tokens=4),
     )
@@ -128,6 +130,7 @@ def test_second_run_is_served_from_cache_and_tracked_in_full(runs):
     assert {name: state for name, state in _task_states(second_id).items() if name in STAGE_TASKS} == dict.fromkeys(
         STAGE_TASKS, "Cached"
     )
+    assert _task_states(first_id)["serve_export"] == "Completed" and _task_states(second_id)["serve_export"] == "Cached"
     assert second.exported_uri == first.exported_uri and second.scores == first.scores
     client = _mlflow(config)
     for summary in (first, second):
@@ -270,6 +273,27 @@ def test_a_cached_result_whose_outputs_are_gone_is_computed_again(runs, tmp_path
     assert set(_outputs(tmp_path / "second")) == {"export"}
 
 
+def test_a_failed_deploy_check_is_tried_again_without_quantizing_again(runs, tmp_path, monkeypatch):
+    config, _, _ = runs
+    monkeypatch.setenv("REDISTILL_VLLM_PYTHON", str(tmp_path / "missing" / "python"))
+    strict = config.model_copy(update={"work_dir": str(tmp_path / "w"), "serve": ServeConfig(check="on")})
+    states = []
+    for _ in range(2):
+        state = distill(strict, return_state=True)
+        assert state.is_completed(), state.message
+        summary = state.result()
+        assert summary.export_check.startswith("FAILED: ")
+        assert "serve.check is 'on' but vLLM's environment is missing" in summary.export_check
+        assert not summary.promotion.challenger and "the export failed its check" in summary.promotion.reason
+        with get_client(sync_client=True) as client:
+            flow_run = FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id]))
+            states.append(sorted((r.name.rsplit("-", 1)[0], r.state_name) for r in client.read_task_runs(
+                flow_run_filter=flow_run) if r.name.startswith(("export_student", "serve_export"))))  # fmt: skip
+    assert states[0] == [("export_student", "Cached"), ("serve_export", "Completed")]
+    # the second run: the export from the cache, the failed check found there and tried again
+    assert states[1] == [("export_student", "Cached"), ("serve_export", "Cached"), ("serve_export", "Completed")]
+
+
 # ----------------------------------------------------------------------------- chat request logs
 def test_a_log_of_chat_messages_rows_distils_end_to_end(runs, tmp_path):
     """Production traffic logged as OpenAI-style `messages`: the teacher, the student and the export are asked
@@ -336,3 +360,59 @@ def test_a_judged_slice_is_scored_and_the_funnel_accounts_for_every_sample(runs,
     assert metrics["filter.rows_out"] == funnel["training_rows.all"]
     artifacts = {a.path for a in _mlflow(judged).list_artifacts(run.info.run_id, "funnel")}
     assert artifacts == {"funnel/funnel.png"}
+
+
+# ----------------------------------------------------------------------------- more than one student
+def test_two_sizes_and_dpo_are_scored_side_by_side_and_the_smallest_that_clears_the_bar_ships(
+    runs, tmp_path, monkeypatch
+):
+    """A 1-layer prune beside the 2-layer one, each followed by DPO on verifier pairs: all four are scored on
+    the same prompts, the smallest that clears the bar is exported and registered, named in the registry."""
+    import tasks.cache
+    import tasks.verifiers.number as number
+    from flows.cli import render_summary
+    from tasks.dpo import PreferenceConfig
+    from tasks.student import StudentConfig
+    from tasks.verifiers.base import Verdict
+
+    config, _, _ = runs
+    # a random teacher is never right: here an answer of even length is, so a prompt gets right and wrong samples
+    monkeypatch.setattr(number.Number, "verify", lambda self, answer, row: Verdict.of(len(answer) % 2 == 0, "parity"))
+    real_source = tasks.cache.module_source
+    edited = lambda module: real_source(module) + ("\nPARITY = True\n" if module is number else "")  # noqa: E731
+    monkeypatch.setattr(tasks.cache, "module_source", edited)
+    several = config.model_copy(
+        update={
+            "work_dir": str(tmp_path / "work"),
+            "rollout": RolloutConfig(samples_per_prompt=4),
+            "student": StudentConfig(sizes=[{"name": "one", "keep_layers": [0]}]),
+            "dpo": PreferenceConfig(enabled=True, min_pairs=1, batch_size=2),
+            "judge": JudgeConfig(),
+        }
+    )
+    state = distill(several, return_state=True)
+    assert state.is_completed(), state.message
+    summary = state.result()
+    assert list(summary.scores) == ["base", "teacher", "student", "student_one", "student_dpo", "student_one_dpo"]
+    sizes = {name: score.params for name, score in summary.scores.items() if name.startswith("student")}
+    assert sizes["student_one"] == sizes["student_one_dpo"] < sizes["student"] == sizes["student_dpo"]
+    assert summary.student in ("student_one", "student_one_dpo")  # the smaller pair; of the two, the better
+    assert load_model(summary.exported_uri)[0].config.num_hidden_layers == 1
+    client = _mlflow(several)
+    run = client.get_run(summary.mlflow_run_id)
+    assert run.data.tags["redistill.student"] == summary.student
+    version = client.get_model_version("redistill-student", summary.promotion.version)
+    assert version.tags["student"] == summary.student
+    metrics = run.data.metrics
+    assert metrics["dpo.pairs"] == metrics["dpo.student_one.pairs"] > 0 and metrics["dpo.steps"] > 0
+    assert metrics["train.student_one.rows_in"] == metrics["train.rows_in"]  # the same training rows
+    assert {"evaluate.student_one.accuracy.all", "evaluate.student_one_dpo.transfer_ratio.all"} <= set(metrics)
+    summaries = _artifact_dir(client, summary.mlflow_run_id) / "summaries"
+    assert "(ships)" in (summaries / "students.md").read_text()
+    [answers] = (tmp_path / "work" / "evaluate").rglob("answers.parquet")
+    by_model = {}
+    for row in pq.read_table(answers).to_pylist():
+        by_model.setdefault(row["model"], []).append(row["id"])
+    assert len({tuple(sorted(ids)) for ids in by_model.values()}) == 1 and len(by_model) == 6  # the same prompts
+    table = render_summary(summary)
+    assert f"{summary.student} 95%" in table and "student_one_dpo" in table

@@ -94,7 +94,8 @@ def _config(tiny_teacher, bucket: str) -> dict:
         "filter": {"drop_truncated": False},
         "train": {"epochs": 1, "batch_size": 4, "eval_every_steps": 2},
         "evaluate": {"max_new_tokens": 8, "latency_prompts": 2},
-        "export": {"calibration_rows": 8, "check_prompts": 2, "max_new_tokens": 8, "serve_check": "off"},
+        "export": {"calibration_rows": 8, "check_prompts": 2, "max_new_tokens": 8},
+        "serve": {"check": "off"},
         "gate": {"min_transfer_ratio": 0.0},
     }
 

@@ -4,6 +4,7 @@ import tasks.evaluate
 import tasks.export
 import tasks.filter
 import tasks.rollout
+import tasks.serve
 import tasks.train
 from tasks.cache import StageInputs, code_text, project_modules, transient
 from tasks.refs import DatasetRef, ModelRef
@@ -44,9 +45,10 @@ def test_a_stage_cache_key_covers_its_own_family_and_no_other():
     # an OpenAI-backend edit re-asks nothing it need not: the rollout and the teacher's scores, never training
     assert "tasks.llm.openai_server" in rollout_code and "tasks.llm.openai_server" in evaluate_code
     assert not [name for name in train_code if name.startswith("tasks.llm")]
-    # the export talks to vLLM's server through the OpenAI client (its deploy check), but never to the store
-    export_code = project_modules(tasks.export)
-    assert "tasks.llm.openai_server" in export_code and "tasks.llm.store" not in export_code
+    # the deploy check talks to vLLM's server, the export itself never: a client edit re-quantizes nothing
+    export_code, serve_code = project_modules(tasks.export), project_modules(tasks.serve)
+    assert "tasks.llm.vllm_server" in serve_code and "tasks.export" not in serve_code
+    assert not {"tasks.llm.vllm_server", "tasks.llm.openai_server", "tasks.llm.store"} & set(export_code)
     assert {"tasks.verifiers", "tasks.verifiers.number", "tasks.verifiers.text"} <= set(evaluate_code)
 
 

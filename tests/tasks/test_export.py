@@ -4,12 +4,13 @@ import pytest
 from safetensors import safe_open
 from transformers import LlamaConfig
 
-from tasks.export import ExportConfig, Served, check_decision, check_group_size, export, serve_check, served_decision
+from tasks.export import ExportConfig, check_decision, check_group_size, export
 from tasks.llm.local import generate
 from tasks.llm.types import Completion
 from tasks.llm.vllm_server import vllm_python
 from tasks.models import load_model, model_ref
 from tasks.schemas import REDACTED_PROMPTS, TRAINING_ROWS
+from tasks.serve import ServeConfig, Served, check_serving, serve_check, served_decision
 from tasks.stage import write_dataset
 from tasks.student import StudentConfig, build_student
 from tasks.train import TrainConfig, train
@@ -83,15 +84,18 @@ def _export(trained, out, **config):
 
 
 def test_export_merges_quantizes_to_4_bit_and_is_scored_against_the_merged_model(trained, tmp_path):
-    result = _export(trained, tmp_path / "export", serve_check="off")
+    result = _export(trained, tmp_path / "export")
     quantization = json.loads((tmp_path / "export" / "awq" / "config.json").read_text())["quantization_config"]
     weights = quantization["config_groups"]["group_0"]["weights"]
     assert quantization["format"] == "pack-quantized" and weights["num_bits"] == 4 and weights["group_size"] == 16
     with safe_open(tmp_path / "export" / "awq" / "model.safetensors", "pt") as saved:
         # the tied embedding is not quantized: stored in bf16, half its fp32 size
         assert saved.get_slice("model.embed_tokens.weight").get_dtype() == "BF16"
-    assert result.quantized and result.model.uri.endswith("awq") and result.served is None
+    assert result.quantized and result.model.uri.endswith("awq")
     assert result.report.rows_in == 2  # check_prompts
+    # the export scored per slice like every other model: its only slice, and overall
+    assert set(result.exported_interval) == {"math", "all"}
+    assert result.exported_interval["all"].value == result.exported_accuracy
     assert result.merged_accuracy is not None and result.exported_accuracy is not None
     assert result.check_passed == (result.merged_accuracy - result.exported_accuracy <= 0.01 + 1e-9)
     model, tokenizer = load_model(result.model.uri)
@@ -103,21 +107,23 @@ def test_export_merges_quantizes_to_4_bit_and_is_scored_against_the_merged_model
 def test_vllm_loads_and_serves_the_4_bit_export(trained, tmp_path):
     """The deploy check: vLLM (its CPU build, the same engine as on GPUs) loads the AWQ export and answers the
     check prompts through its OpenAI-compatible server."""
-    result = _export(trained, tmp_path / "export", serve_check="on", max_accuracy_drop=1.0)
+    exported = _export(trained, tmp_path / "export")
+    config = ServeConfig(check="on", prompts=2, max_new_tokens=4)
+    result = check_serving(config, VerifyConfig(by_slice={"math": Number()}), exported.model, trained[3])
     assert result.served is not None and result.served.error is None, result.served
     assert result.served.answered > 0 and result.served.tokens_per_s > 0 and result.served.accuracy is not None
-    assert result.check_passed and "served by vLLM: accuracy" in result.check_reason
-    assert result.report.metrics["served_ok"] == 1.0
+    assert result.passed and result.reusable() and "served by vLLM: accuracy" in result.reason
+    assert result.report.metrics["served_ok"] == 1.0 and result.report.rows_in == 2
 
 
 def test_a_required_serve_check_without_vllm_fails_the_export_and_says_what_to_run(monkeypatch, tmp_path):
     monkeypatch.setenv("REDISTILL_VLLM_PYTHON", str(tmp_path / "missing" / "python"))
     rows = [{"slice": "math", "prompt": "What is 1 + 1?", "reference": "2"}]
-    assert serve_check(ExportConfig(serve_check="auto"), VerifyConfig(), "unused", rows) is None
-    served = serve_check(ExportConfig(serve_check="on"), VerifyConfig(), "unused", rows)
+    assert serve_check(ServeConfig(check="auto"), VerifyConfig(), "unused", rows) is None
+    served = serve_check(ServeConfig(check="on"), VerifyConfig(), "unused", rows)
     assert served_decision(served) == (
         False,
-        f"vLLM could not serve it: export.serve_check is 'on' but vLLM's environment is missing "
+        f"vLLM could not serve it: serve.check is 'on' but vLLM's environment is missing "
         f"({tmp_path / 'missing' / 'python'}): run `make vllm-env`",
     )
     assert served_decision(Served(accuracy=None, answered=0.0, tokens_per_s=0.0)) == (

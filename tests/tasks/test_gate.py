@@ -154,3 +154,48 @@ def test_champion_challenger_and_previous_in_a_real_registry(tmp_path):
     client.delete_registered_model_alias(config.registered_model, "champion")
     gone = promote_student.fn(config, runs[0], str(model_dir), {}, beat_v1, v1)
     assert not gone.promoted and "v1, the champion at this run's start, is not @champion now" in gone.reason
+
+
+def _students(latency_measured: bool = True, **students: tuple[float, int, float]):
+    """Several students as evaluate found them: name -> (accuracy on capitals and overall, params, p95 latency),
+    the teacher at 0.8; (evidence by name, params by name)."""
+    found = {
+        name: Evidence(transfer_ratio=accuracy / 0.8, slice_accuracy={"capitals": accuracy, "all": accuracy},
+                       latency_p95_s=p95 if latency_measured else None, check_passed=True)
+        for name, (accuracy, _, p95) in students.items()
+    }  # fmt: skip
+    return found, {name: params for name, (_, params, _) in students.items()}
+
+
+def test_the_gate_ships_the_smallest_student_that_clears_the_bar():
+    from tasks.gate import choose_student
+
+    bar = GateConfig(min_transfer_ratio=0.5, min_slice_accuracy={"capitals": 0.45}, max_latency_p95_s=1.0)
+    # the smallest misses the latency bar; of the two that clear it at 90M, DPO's is the better one
+    students = dict(student=(0.72, 135_000_000, 0.6), student_dpo=(0.76, 135_000_000, 0.6),
+                    student_small=(0.48, 90_000_000, 0.4), student_small_dpo=(0.56, 90_000_000, 0.4),
+                    student_tiny=(0.6, 30_000_000, 1.5))  # fmt: skip
+    choice = choose_student(bar, *_students(**students))
+    assert choice.student == "student_small_dpo"
+    assert choice.reason == "student_small_dpo: the smallest student that clears the bar"
+    assert "| **student_small_dpo** (ships) | 90.0 | 0.70 | none |" in choice.table
+    assert "| student_small | 90.0 | 0.60 | none |" in choice.table
+    assert "| student_tiny | 30.0 | 0.75 | p95 latency 1.50s > 1.00s |" in choice.table
+    # latency not measured and a latency bar set: nobody clears it; the most accurate is registered, unaliased
+    unmeasured = choose_student(bar, *_students(latency_measured=False, **students))
+    assert unmeasured.student == "student_dpo" and "no student clears the bar" in unmeasured.reason
+    # one student: it ships, whatever the bar says
+    assert choose_student(bar, *_students(student=(0.1, 135_000_000, 0.6))).student == "student"
+
+
+def test_a_champion_that_shipped_a_named_student_is_compared_on_that_students_answers(tmp_path):
+    """A run that trained two sizes registered `student_small`: its answers under that name are the champion's."""
+    run_answers = [
+        {**row, "model": "student_small"} for row in _answers(right=10, wrong=30) if row["model"] == "student"
+    ] + _answers(right=40, wrong=0)  # its bigger sibling, not shipped, got every one right
+    uri = write_dataset(run_answers, tmp_path / "answers.parquet", ANSWERS).uri
+    shipped_small = Champion(version="2", run_id="r", metrics={}, datasets={"evaluate.answers": uri},
+                             student="student_small")  # fmt: skip
+    mine = [{**row, "model": "student_dpo"} for row in _answers(right=30, wrong=10) if row["model"] == "student"]
+    versus = against_champion(CLEARS, mine, shipped_small, "student_dpo").versus
+    assert (versus.prompts, versus.wins, versus.losses) == (40, 20, 0)

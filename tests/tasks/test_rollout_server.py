@@ -152,7 +152,8 @@ def test_a_killed_flow_loses_at_most_the_requests_in_flight(
         "filter": {"verify": False, "drop_truncated": False},
         "train": {"epochs": 1, "batch_size": 4, "eval_every_steps": 2},
         "evaluate": {"max_new_tokens": 8, "latency_prompts": 1},
-        "export": {"calibration_rows": 8, "check_prompts": 1, "max_new_tokens": 8, "serve_check": "off"},
+        "export": {"calibration_rows": 8, "check_prompts": 1, "max_new_tokens": 8},
+        "serve": {"check": "off"},
     }
     (tmp_path / "run.yaml").write_text(yaml.safe_dump(config))
     command = [sys.executable, "-m", "flows.cli", "run", "--config", str(tmp_path / "run.yaml")]

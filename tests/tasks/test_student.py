@@ -52,3 +52,20 @@ def test_a_chat_template_without_generation_markers_is_refused_before_training(t
     tokenizer.save_pretrained(plain)
     with pytest.raises(ValueError, match="no {% generation %} markers"):
         build_student(StudentConfig(init="checkpoint", checkpoint=str(plain)), None, str(tmp_path))
+
+
+def test_more_sizes_are_more_students_each_from_its_own_start():
+    from pydantic import ValidationError
+
+    config = StudentConfig(sizes=[{"name": "third", "keep_layers": [0, 3]}, {"name": "mine", "checkpoint": "/m"}])
+    variants = config.variants()
+    assert list(variants) == ["student", "student_third", "student_mine"]
+    assert variants["student"].keep_layers == "every_other" and variants["student"].sizes == []
+    assert (variants["student_third"].init, variants["student_third"].keep_layers) == ("prune", [0, 3])
+    assert (variants["student_mine"].init, variants["student_mine"].checkpoint) == ("checkpoint", "/m")
+    with pytest.raises(ValidationError, match="give keep_layers or checkpoint"):
+        StudentConfig(sizes=[{"name": "both", "keep_layers": [0], "checkpoint": "/m"}])
+    with pytest.raises(ValidationError, match="each needs its own name"):
+        StudentConfig(sizes=[{"name": "a", "keep_layers": [0]}, {"name": "a", "keep_layers": [1]}])
+    with pytest.raises(ValidationError, match="name"):
+        StudentConfig(sizes=[{"name": "Big One", "keep_layers": [0]}])
