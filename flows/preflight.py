@@ -59,6 +59,16 @@ def work_dir_problem(work_dir: str, endpoint: str | None) -> str | None:
     return None
 
 
+def gguf_problem(outtype: str | None) -> str | None:
+    """export.gguf asks for llama.cpp's converter: missing, say so before any training."""
+    from tasks.llamacpp import converter_installed, converter_path
+
+    if outtype and not converter_installed():
+        missing = f"llama.cpp's converter is missing ({converter_path()})"
+        return f"export.gguf is '{outtype}' but {missing}: run `make gguf-env`"
+    return None
+
+
 def check_services(config) -> None:
     """ServiceDown naming every service of `config` (a DistillConfig) that does not answer."""
     import os
@@ -68,6 +78,7 @@ def check_services(config) -> None:
         request_store_problem(config.request_store_url()),
         mlflow_problem(tracking, config.tracking.experiment),
         work_dir_problem(config.work_dir, config.storage.s3_endpoint_url),
+        gguf_problem(config.export.gguf),
     ]
     if found := [p for p in problems if p]:
         raise ServiceDown("; ".join(found))

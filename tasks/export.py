@@ -14,11 +14,12 @@ import logging
 import sys
 import warnings
 from pathlib import Path
+from typing import Literal
 
 from prefect import task
 from pydantic import Field
 
-from tasks import storage
+from tasks import llamacpp, storage
 from tasks.cache import STAGE_TASK, stage_uri
 from tasks.comparison import accuracy, answered, judged, slice_intervals
 from tasks.config import Config
@@ -49,6 +50,11 @@ class ExportConfig(Config):
     )
     max_new_tokens: int = Field(48, ge=1, description="Longest check answer, in tokens (greedy).")
     batch_size: int = Field(16, ge=1, description="Prompts per generate call in the check.")
+    gguf: Literal["f16", "bf16", "q8_0"] | None = Field(
+        None,
+        description="Also write the merged student as one GGUF file of this type for llama.cpp and Ollama, by "
+        "llama.cpp's converter (`make gguf-env`), loaded back and scored on the check prompts; none: no GGUF.",
+    )
     max_accuracy_drop: float = Field(
         0.01,
         ge=0,
@@ -65,6 +71,8 @@ class Exported(StageResult):
     check_passed: bool  # the quantization loss within `max_accuracy_drop` (the deploy check is tasks.serve's)
     check_reason: str
     exported_interval: dict[str, Interval] = {}  # the export's accuracy per slice on the check prompts
+    gguf: str | None = None  # the GGUF file (export.gguf)
+    gguf_interval: dict[str, Interval] = {}  # its accuracy per slice on the check prompts, as transformers loads it
 
 
 def _calibrate_on_cpu_too() -> None:
@@ -200,6 +208,9 @@ def export(
             with storage.model_folder(target) as folder:
                 quantize_awq(model, tokenizer, calibration, config, folder)
         del model
+        gguf_file, gguf_interval = None, {}
+        if config.gguf:
+            gguf_file, gguf_interval = as_gguf(config, verify, merged_uri, check_rows, out_uri)
         exported_answers = check_answers(*load_model(target), check_rows, config)  # as a user loads it
         merged, exported = accuracy(verify, check_rows, merged_answers), accuracy(verify, check_rows, exported_answers)
         passed, reason = check_decision(config, merged_answers, exported_answers, (merged, exported))
@@ -217,6 +228,8 @@ def export(
             **({"merged_accuracy": merged} if merged is not None else {}),
             **({"exported_accuracy": exported} if exported is not None else {}),
             **{f"exported_accuracy.{name}": found.value for name, found in exported_interval.items()},
+            **({"gguf_mb": storage.local_file(gguf_file).stat().st_size / 1e6} if gguf_file else {}),
+            **{f"gguf_accuracy.{name}": found.value for name, found in gguf_interval.items()},
         },
         seconds=timer.seconds,
         notes=[f"exported to {target}", f"check {'passed' if passed else 'FAILED'}: {reason}"]
@@ -230,8 +243,24 @@ def export(
         check_passed=passed,
         check_reason=reason,
         exported_interval=exported_interval,
+        gguf=gguf_file,
+        gguf_interval=gguf_interval,
         report=report,
     )
+
+
+def as_gguf(
+    config: ExportConfig, verify: VerifyConfig, merged_uri: str, rows: list[dict], out_uri: str
+) -> tuple[str, dict[str, Interval]]:
+    """The merged student as a GGUF file (llama.cpp's converter), loaded back by transformers and scored on the
+    check prompts per slice: (its URI, its accuracy per slice)."""
+    folder_uri = storage.join(out_uri, "gguf")
+    name = f"student.{config.gguf}.gguf"
+    with storage.model_folder(folder_uri) as folder:
+        llamacpp.convert(storage.local_folder(merged_uri), folder / name, config.gguf)
+    answers = check_answers(*llamacpp.load_gguf(storage.local_folder(folder_uri) / name), rows, config)
+    intervals = slice_intervals(judged(verify, rows, [a.text for a in answers], "gguf"), "gguf")
+    return storage.join(folder_uri, name), intervals
 
 
 @task(name="export_student", **STAGE_TASK)

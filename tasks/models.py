@@ -5,7 +5,10 @@ transformers dequantizes it on load; we save that once as a normal checkpoint (f
 `save_pretrained` refuses GGUF-loaded models) with two tokenizer fixes (stack notes):
 - eos is `<|im_end|>` (the GGUF tokenizer says `<|im_start|>`, so a trained student would not stop);
 - the chat template marks the assistant turn with `{% generation %}` for assistant-only loss,
-  rendering exactly what the original ChatML template renders.
+  rendering exactly what the original ChatML template renders;
+- the tokenizer is the byte-level BPE the GGUF names (`tokenizer.ggml.model` gpt2, pre-tokenizer `smollm`),
+  not the SentencePiece-like one transformers builds from it (byte fallback, a `▁` decoder, no digit split): the
+  model's own, which llama.cpp's converter recognises when the student is exported to GGUF.
 """
 
 from __future__ import annotations
@@ -48,11 +51,36 @@ def embedded_tokenizer():
 
     path = gguf_path()
     tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+    as_byte_level_bpe(tokenizer, gguf_field(path, "tokenizer.ggml.pre"))
     tokenizer.eos_token = END_OF_TURN
     tokenizer.pad_token = END_OF_TURN
     tokenizer.chat_template = CHATML_WITH_GENERATION
     tokenizer.clean_up_tokenization_spaces = False  # a WordPiece clean-up; on this BPE it only strips spaces
     return tokenizer
+
+
+def gguf_field(path: Path, key: str) -> str | int | None:
+    """A text or integer field of a GGUF file's header, or None."""
+    import gguf
+
+    field = gguf.GGUFReader(str(path)).fields.get(key)
+    if field is None:
+        return None
+    value = field.parts[field.data[0]]
+    return bytes(value).decode() if field.types[0] == gguf.GGUFValueType.STRING else int(value[0])
+
+
+def as_byte_level_bpe(tokenizer, pre: str | None) -> None:
+    """A GGUF's byte-level BPE as its model was trained with it: every byte has a token (no byte fallback), the
+    byte-level decoder, and SmolLM's digit split before the byte-level pre-tokenizer where the GGUF names it."""
+    from tokenizers import decoders, pre_tokenizers
+
+    backend = tokenizer.backend_tokenizer
+    backend.model.byte_fallback = False
+    backend.decoder = decoders.ByteLevel()
+    byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    digits = [pre_tokenizers.Digits(individual_digits=True)] if pre == "smollm" else []
+    backend.pre_tokenizer = pre_tokenizers.Sequence([*digits, byte_level])
 
 
 def convert_embedded_teacher(uri: str) -> None:

@@ -2,13 +2,14 @@ import json
 
 import pytest
 from safetensors import safe_open
-from transformers import LlamaConfig
+from transformers import AutoTokenizer, LlamaConfig
 
 from tasks.export import ExportConfig, check_decision, check_group_size, export
+from tasks.llamacpp import converter_installed, load_gguf, serving_template
 from tasks.llm.local import generate
 from tasks.llm.types import Completion
 from tasks.llm.vllm_server import vllm_python
-from tasks.models import load_model, model_ref
+from tasks.models import END_OF_TURN, gguf_field, load_model, model_ref
 from tasks.schemas import REDACTED_PROMPTS, TRAINING_ROWS
 from tasks.serve import ServeConfig, Served, check_serving, serve_check, served_decision
 from tasks.stage import write_dataset
@@ -101,6 +102,36 @@ def test_export_merges_quantizes_to_4_bit_and_is_scored_against_the_merged_model
     model, tokenizer = load_model(result.model.uri)
     [[completion]] = generate(model, tokenizer, ["What is 2 + 1?"], max_new_tokens=4)
     assert completion.completion_tokens > 0
+
+
+@pytest.mark.skipif(not converter_installed(), reason="needs llama.cpp's converter (make gguf-env)")
+def test_a_gguf_for_llama_cpp_is_written_loaded_back_and_scored(trained, tmp_path):
+    """llama.cpp's converter writes Q8_0 with the student's own byte-level tokenizer (llama.cpp names it by its
+    pre-tokenizer) and the chat template without training's markers; transformers loads it back and it answers."""
+    result = _export(trained, tmp_path / "export", quantize=False, gguf="q8_0")
+    path = tmp_path / "export" / "gguf" / "student.q8_0.gguf"
+    assert result.gguf == str(path) and result.report.metrics["gguf_mb"] > 0
+    assert gguf_field(path, "general.file_type") == 7  # llama.cpp's MOSTLY_Q8_0
+    assert (gguf_field(path, "tokenizer.ggml.model"), gguf_field(path, "tokenizer.ggml.pre")) == ("gpt2", "smollm")
+    template = gguf_field(path, "tokenizer.chat_template")
+    assert "<|im_start|>" in template and "{% generation %}" not in template
+    assert set(result.gguf_interval) == {"math", "all"}
+    model, tokenizer = load_gguf(path)
+    hf = AutoTokenizer.from_pretrained(result.model.uri)
+    for text in ("Wie viel ist 1234 + 56?", "Crème brûlée à Zürich — 東京 ✓"):
+        assert tokenizer(text)["input_ids"] == hf(text)["input_ids"]
+    assert tokenizer.eos_token == hf.eos_token == END_OF_TURN
+    [[completion]] = generate(model, tokenizer, ["What is 2 + 1?"], max_new_tokens=4)
+    assert completion.completion_tokens > 0
+
+
+def test_serving_template_renders_what_the_training_template_renders(tiny_teacher):
+    tokenizer = AutoTokenizer.from_pretrained(tiny_teacher)
+    conversation = [{"role": "user", "content": "¿Capital de Perú?"}, {"role": "assistant", "content": "Lima."}]
+    plain = tokenizer.apply_chat_template(conversation, tokenize=False)
+    tokenizer.chat_template = serving_template(tokenizer.chat_template)
+    assert "{% generation %}" not in tokenizer.chat_template
+    assert tokenizer.apply_chat_template(conversation, tokenize=False) == plain
 
 
 @pytest.mark.skipif(not vllm_python().exists(), reason="needs vLLM's environment (make vllm-env)")
