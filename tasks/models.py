@@ -23,6 +23,8 @@ from tasks.refs import EMBEDDED, ModelRef
 
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 END_OF_TURN = "<|im_end|>"
+# bumped whenever the conversion saves something else (2: the byte-level tokenizer): a new folder, not a stale one
+EMBEDDED_CONVERSION = 2
 DEFAULT_SYSTEM = "You are a helpful AI assistant named SmolLM, trained by Hugging Face"
 
 CHATML_WITH_GENERATION = (
@@ -115,9 +117,11 @@ def model_ref(uri: str) -> ModelRef:
 
 
 def resolve_model(name: str, models_uri: str) -> ModelRef:
-    """`embedded` (converted once under `models_uri`, keyed by the GGUF's digest) or a checkpoint folder."""
+    """`embedded` (converted once under `models_uri`, keyed by the GGUF's digest and the conversion) or a
+    checkpoint folder."""
     if name == EMBEDDED:
-        uri = storage.join(models_uri, f"embedded-{storage.digest(str(gguf_path()))[:16]}")
+        key = storage.digest(str(gguf_path()))[:16]
+        uri = storage.join(models_uri, f"embedded-{key}-v{EMBEDDED_CONVERSION}")
         if not storage.folder_complete(uri):
             convert_embedded_teacher(uri)
         return model_ref(uri)
