@@ -133,6 +133,7 @@ def render_summary(summary) -> str:
         + (f" ({summary.student})" if len(models) > 3 else ""),
         "",
         *([f"export check {summary.export_check}"] if summary.export_check else []),
+        *([summary.gguf] if summary.gguf else []),
         f"gate: {p.registered_model} version {p.version}, {p.reason}",
         *([summary.fallback] if summary.fallback else []),
         *([summary.win_rate] if summary.win_rate else []),

@@ -122,6 +122,12 @@ class DistillConfig(Config):
                 "student.init 'prune' needs weights to prune, and a served teacher (teacher.backend 'openai') has "
                 "none here: set student.prune_from to a local copy of its checkpoint, or use student.init 'checkpoint'"
             )
+        pruned = [size.name for size in self.student.sizes if size.keep_layers is not None]
+        if pruned and not self.student.prune_from and not self.teacher.has_checkpoint:
+            raise ValueError(
+                f"student.sizes {pruned} prune the teacher, and a served teacher has no weights here: set "
+                "student.prune_from to a local copy of its checkpoint, or give those sizes a checkpoint"
+            )
         if self.stop_after == "judge" and not self.judge.slices:
             raise ValueError("stop_after 'judge' but no judge.slices: the judge stage would not run, nor the run stop")
         if not storage.is_local(self.work_dir) and self.request_store is None:
@@ -151,6 +157,7 @@ class DistillSummary(BaseModel):
     exported_mb: float
     export_check: str = ""  # the export's check: against the merged model, and served by vLLM where it ran
     exported_accuracy: dict[str, float] = {}  # the export's own score per slice, on the check prompts
+    gguf: str = ""  # the GGUF file and its accuracy, with export.gguf
     promotion: Promotion
     fallback: str = ""  # where the student would hand over to the teacher, in words
     win_rate: str = ""  # the judge's student-vs-teacher verdicts, when asked for (judge.win_rate)
@@ -330,11 +337,13 @@ def _distill(cfg: DistillConfig, work: str, store: str) -> DistillSummary:
             ),
         )
         log_image(run, scored.plot, "evaluate/slices.png", "held-out accuracy per slice, every model, 95 % intervals")
-        log_image(run, scored.fallback_plot, "evaluate/fallback.png", "the student's accuracy against fallback")
         found = {name: evidence_of(scored, name, bool(cfg.evaluate.latency_prompts)) for name in scored.students}
-        choice = choose_student(cfg.gate, found, {name: scored.scores[name].params or 0 for name in found})
+        choice = choose_student(cfg.gate, found, {name: scored.scores[name].params for name in found})
         shipped = choice.student
         tag_shipped_student(run, shipped)
+        log_image(
+            run, scored.fallback_plots[shipped], "evaluate/fallback.png", f"{shipped}'s accuracy against fallback"
+        )
         if len(students) > 1:
             log_markdown(run, "students", choice.table)
         won = None
@@ -383,6 +392,9 @@ def _summary(
         exported_mb=exported.report.metrics["exported_mb"],
         export_check=("passed: " if check[0] else "FAILED: ") + check[1],
         exported_accuracy={name: found.value for name, found in exported.exported_interval.items()},
+        gguf=f"GGUF {exported.gguf}: accuracy {exported.gguf_interval['all'].value:.2f} as transformers loads it"
+        if exported.gguf and "all" in exported.gguf_interval
+        else (exported.gguf or ""),
         promotion=promotion,
         fallback=scored.fallback[shipped].summary() if shipped in scored.fallback else "",
         win_rate=won.summary() if won else "",

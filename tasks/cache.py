@@ -175,15 +175,19 @@ STAGE_TASK = {
 }
 
 
-def outputs_intact(result: BaseModel) -> bool:
-    """Whether every dataset and model folder a stage result names is still there, as it was written."""
-    for value in dict(result).values():
-        if isinstance(value, DatasetRef) and not (
-            storage.exists(value.uri) and storage.digest(value.uri) == value.digest
-        ):
-            return False
-        if isinstance(value, ModelRef) and not storage.folder_complete(value.uri):
-            return False
+def outputs_intact(result: Any) -> bool:
+    """Whether every dataset and model folder a stage result names, at any depth (a student's adapter), is still
+    there, as it was written."""
+    if isinstance(result, DatasetRef):
+        return storage.exists(result.uri) and storage.digest(result.uri) == result.digest
+    if isinstance(result, ModelRef):
+        return storage.folder_complete(result.uri)
+    if isinstance(result, BaseModel):
+        return all(outputs_intact(value) for _, value in result)
+    if isinstance(result, dict):
+        return all(outputs_intact(value) for value in result.values())
+    if isinstance(result, list | tuple):
+        return all(outputs_intact(value) for value in result)
     return True
 
 

@@ -1,6 +1,11 @@
 """The base of every config section (imports only pydantic: vLLM's environment uses it too)."""
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict
+
+# how a student is fine-tuned (train.method): DPO goes on the same way
+TrainMethod = Literal["lora", "full", "qlora"]
 
 # Marks a field that says where something is, or how patiently it is reached, not what is computed (a log's
 # path, a server's URL, timeouts): cache keys leave it out (tasks.cache.identity), so moving a log or

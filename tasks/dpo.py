@@ -11,19 +11,16 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import Literal
 
 from prefect import task
 from pydantic import Field
 
 from tasks import storage
 from tasks.cache import STAGE_TASK, stage_uri
-from tasks.config import Config
+from tasks.config import Config, TrainMethod
 from tasks.models import load_for_training, model_ref
 from tasks.refs import DatasetRef, Student
 from tasks.stage import StageReport, StageResult, Timer, log, read_dataset
-
-Method = Literal["lora", "full", "qlora"]  # train.method: how the SFT student was trained, so how DPO goes on
 
 
 class PreferenceConfig(Config):
@@ -43,7 +40,7 @@ class PreferenceConfig(Config):
     max_length: int = Field(192, ge=16, description="Tokens per prompt and answer; longer ones are truncated.")
     seed: int = Field(0, description="Seed for the data order.")
 
-    def peak_learning_rate(self, method: Method) -> float:
+    def peak_learning_rate(self, method: TrainMethod) -> float:
         return self.learning_rate or (5e-6 if method == "full" else 1e-4)
 
 
@@ -52,7 +49,7 @@ class Preferred(StageResult):
     pairs: int
 
 
-def dpo_trainer(config: PreferenceConfig, method: Method, sft: Student, pairs: list[dict], scratch: Path):
+def dpo_trainer(config: PreferenceConfig, method: TrainMethod, sft: Student, pairs: list[dict], scratch: Path):
     """TRL's DPOTrainer on the SFT student; its reference is the SFT student, frozen."""
     import torch
     from datasets import Dataset
@@ -100,7 +97,9 @@ def dpo_trainer(config: PreferenceConfig, method: Method, sft: Student, pairs: l
     return trainer
 
 
-def train_dpo(config: PreferenceConfig, method: Method, sft: Student, pairs_ref: DatasetRef, out_uri: str) -> Preferred:
+def train_dpo(
+    config: PreferenceConfig, method: TrainMethod, sft: Student, pairs_ref: DatasetRef, out_uri: str
+) -> Preferred:
     with Timer() as timer:
         pairs = [p for p in read_dataset(pairs_ref) if p["pair_index"] < config.pairs_per_prompt]
         student, metrics, notes = None, {"pairs": len(pairs)}, []
@@ -129,6 +128,8 @@ def train_dpo(config: PreferenceConfig, method: Method, sft: Student, pairs_ref:
 
 
 @task(name="train_dpo", **STAGE_TASK)
-def dpo_student(config: PreferenceConfig, method: Method, sft: Student, pairs: DatasetRef, work_dir: str) -> Preferred:
+def dpo_student(
+    config: PreferenceConfig, method: TrainMethod, sft: Student, pairs: DatasetRef, work_dir: str
+) -> Preferred:
     """DPO on the SFT student with pairs of the teacher's verified right and wrong answers."""
     return train_dpo(config, method, sft, pairs, stage_uri(work_dir, "dpo", config, method, sft, pairs))

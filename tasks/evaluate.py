@@ -99,7 +99,7 @@ class Evaluated(StageResult):
     transfer: dict[str, dict[str, Interval]] = {}  # per student: its accuracy / the teacher's per slice, with interval
     fallback: dict[str, Fallback] = {}  # per student: where it would hand over to the teacher
     plot: str | None = None  # per-slice bars, every model
-    fallback_plot: str | None = None  # the first student's fallback curve
+    fallback_plots: dict[str, str] = {}  # per student: its fallback curve
 
     @property
     def students(self) -> list[str]:
@@ -284,16 +284,18 @@ def evaluate(
         # the verdicts are on the answers as given, the text shown redacted
         missed = {name: disagreements(answers, name) for name in students}
         handover = {name: fallback_curve(answers, config.fallback_target_accuracy, name) for name in students}
-        plot_uri, fallback_uri = storage.join(out_uri, "slices.png"), storage.join(out_uri, "fallback.png")
+        plot_uri = storage.join(out_uri, "slices.png")
         storage.write_bytes(plot_slices({m: s.interval for m, s in scores.items()}), plot_uri)
-        storage.write_bytes(plot_fallback(handover[next(iter(students))]), fallback_uri)
+        fallback_plots = {name: storage.join(out_uri, f"fallback-{name}.png") for name in students}
+        for name, uri in fallback_plots.items():
+            storage.write_bytes(plot_fallback(handover[name]), uri)
     result = Evaluated(
         answers=write_dataset(answers, storage.join(out_uri, "answers.parquet"), ANSWERS),
         scores=scores,
         transfer=transfer,
         fallback=handover,
         plot=plot_uri,
-        fallback_plot=fallback_uri,
+        fallback_plots=fallback_plots,
         report=StageReport(stage="evaluate", rows_in=len(rows), rows_out=len(answers), seconds=timer.seconds),
     )
     result.report.metrics = evaluate_metrics(scores, transfer, handover, missed)

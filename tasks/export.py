@@ -46,7 +46,7 @@ class ExportConfig(Config):
     calibration_rows: int = Field(32, ge=1, description="Training rows run through the model to calibrate AWQ.")
     max_calibration_tokens: int = Field(192, ge=16, description="Tokens per calibration row.")
     check_prompts: int | None = Field(
-        None, ge=1, description="Held-out prompts the merged model, the export and vLLM answer; none: all of them."
+        None, ge=1, description="Held-out prompts the merged model and the export (and its GGUF) answer; none: all."
     )
     max_new_tokens: int = Field(48, ge=1, description="Longest check answer, in tokens (greedy).")
     batch_size: int = Field(16, ge=1, description="Prompts per generate call in the check.")
@@ -233,6 +233,7 @@ def export(
         },
         seconds=timer.seconds,
         notes=[f"exported to {target}", f"check {'passed' if passed else 'FAILED'}: {reason}"]
+        + ([f"GGUF ({config.gguf}) for llama.cpp and Ollama: {gguf_file}"] if gguf_file else [])
         + [f"export answer {i + 1}: {a.text[:120]!r}" for i, a in enumerate(exported_answers[:4])],
     )
     return Exported(

@@ -1,7 +1,8 @@
 """Gate: register every exported student as an MLflow model version; a student that clears the bar is the
 `challenger`, and it becomes the `champion` only if it beats the current one on the same prompts.
 
-The bar (GateConfig): the export passed its check (a quantization loss within `export.max_accuracy_drop`),
+The bar (GateConfig): the export passed its checks (a quantization loss within `export.max_accuracy_drop`, and
+served by vLLM where the deploy check ran),
 the transfer ratio, a minimum accuracy per named slice, and a maximum p95 latency. A student that misses
 any of them is registered without an alias, and the verdict names every bar it missed. Beating the champion
 is decided on the held-out prompts both were scored on, by an exact sign test on those where the two disagree
@@ -121,12 +122,13 @@ class Choice(BaseModel):
     table: str  # markdown: every student, its size, transfer ratio and the bars it missed
 
 
-def choose_student(config: GateConfig, found: dict[str, Evidence], size: dict[str, int]) -> Choice:
+def choose_student(config: GateConfig, found: dict[str, Evidence], params: dict[str, int | None]) -> Choice:
     """Of the students evaluate scored (`found`, before any export: its check passed; `size` in parameters), the
     smallest that clears the bar; of two the same size (SFT and SFT+DPO), the one with the higher transfer ratio.
     When none clears it, the one with the highest transfer ratio (the smaller on a tie): it is registered without
     an alias, showing how far it is."""
     missed = {name: missed_bars(config, evidence) for name, evidence in found.items()}
+    size = {name: params.get(name) or float("inf") for name in found}  # an unknown size is never "the smallest"
     passing = [name for name in found if not missed[name]]
     if passing:
         chosen = min(passing, key=lambda name: (size[name], -found[name].transfer_ratio))

@@ -35,7 +35,7 @@ from tasks.llm.store import open_store
 from tasks.logfile.files import log_files, logs_digest
 from tasks.logfile.read import read_log
 from tasks.plots import figure, png
-from tasks.refs import DatasetRef, ModelRef
+from tasks.refs import STUDENT, DatasetRef, ModelRef
 from tasks.schemas import JUDGMENTS
 from tasks.stage import StageReport, StageResult, Timer, read_dataset, user_text, write_dataset
 
@@ -351,7 +351,7 @@ def win_rate(
     checkpoint: ModelRef | None,
     answers: list[dict],
     store_url: str,
-    student: str = "student",
+    student: str = STUDENT,
 ) -> WinRate:
     """The judge's verdict on (student, teacher) for each held-out prompt both answered (evaluate's answers)."""
     said = {(r["model"], r["prompt"]): r["answer"] for r in answers}

@@ -48,12 +48,13 @@ class Served(BaseModel):
 
 
 class ServeChecked(StageResult):
-    served: Served | None  # none: not checked (`export.serve_check` off, or auto without vLLM's environment)
+    served: Served | None  # none: not checked (`serve.check` off, or auto without vLLM's environment)
     passed: bool
     reason: str
+    skipped: bool = False  # `auto` where vLLM's environment is missing: checked once it is there
 
     def reusable(self) -> bool:
-        return self.passed
+        return self.passed and not self.skipped
 
 
 def serve_check(config: ServeConfig, verify: VerifyConfig, model_uri: str, rows: list[dict]) -> Served | None:
@@ -114,7 +115,8 @@ def check_serving(config: ServeConfig, verify: VerifyConfig, model: ModelRef, he
         seconds=timer.seconds,
         notes=[reason or f"not served (serve.check {config.check}; vLLM's environment: {vllm_python()})"],
     )
-    return ServeChecked(served=served, passed=passed, reason=reason, report=report)
+    skipped = served is None and config.check == "auto" and bool(rows)
+    return ServeChecked(served=served, passed=passed, reason=reason, skipped=skipped, report=report)
 
 
 @task(name="serve_export", **STAGE_TASK)

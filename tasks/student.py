@@ -36,6 +36,8 @@ class StudentSize(Config):
 
     @model_validator(mode="after")
     def _one_way_to_start(self):
+        if self.name == "dpo" or self.name.endswith("_dpo"):
+            raise ValueError(f"student.sizes '{self.name}': a name ending in 'dpo' is taken by DPO's students")
         if (self.keep_layers is None) == (self.checkpoint is None):
             raise ValueError(f"student.sizes '{self.name}': give keep_layers or checkpoint (one of them)")
         return self

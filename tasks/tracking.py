@@ -21,7 +21,7 @@ from pydantic import BaseModel, Field, SecretStr
 from tasks import storage
 from tasks.config import Config
 from tasks.funnel import Funnel
-from tasks.refs import DatasetRef
+from tasks.refs import STUDENT, DatasetRef
 from tasks.stage import StageReport, StageResult
 from tasks.urls import masked
 
@@ -182,7 +182,7 @@ class Champion(BaseModel):
     run_id: str
     metrics: dict[str, float]
     datasets: dict[str, str]  # name -> URI, of the datasets still there
-    student: str = "student"  # its name in its run's evaluation (STUDENT_TAG): a run may train several
+    student: str = STUDENT  # its name in its run's evaluation (STUDENT_TAG): a run may train several
 
     def dataset(self, *names: str) -> str | None:
         """The URI of the first of `names` the champion's run logged."""
@@ -208,7 +208,7 @@ def champion(run: Run, registered_model: str, alias: str) -> Champion | None:
         run_id=version.run_id,
         metrics=logged.data.metrics,
         datasets={name: uri for name, uri in uris.items() if uri and storage.exists(uri)},
-        student=logged.data.tags.get(STUDENT_TAG, "student"),
+        student=logged.data.tags.get(STUDENT_TAG, STUDENT),
     )
 
 

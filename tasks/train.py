@@ -12,14 +12,13 @@ from __future__ import annotations
 import random
 import tempfile
 from pathlib import Path
-from typing import Literal
 
 from prefect import task
 from pydantic import Field
 
 from tasks import storage
 from tasks.cache import STAGE_TASK, stage_uri
-from tasks.config import Config
+from tasks.config import Config, TrainMethod
 from tasks.curves import CurvePoint, curve_from
 from tasks.curves import plot as plot_curve
 from tasks.models import load_for_training, model_ref
@@ -30,7 +29,7 @@ from tasks.stage import StageReport, StageResult, Timer, log, read_dataset
 class TrainConfig(Config):
     """How the student is fine-tuned (where it starts is the `student` section)."""
 
-    method: Literal["lora", "full", "qlora"] = Field(
+    method: TrainMethod = Field(
         "lora",
         description="lora: an adapter on the frozen student; full: every weight trained; qlora: an adapter on the "
         "student loaded in 4-bit (bitsandbytes, CUDA only).",

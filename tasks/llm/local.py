@@ -43,7 +43,8 @@ def generate(
 ) -> list[list[Completion]]:
     """`n` completions for each prompt in one batched call; temperature 0 means greedy."""
     texts = chat_prompts(tokenizer, prompts, system_prompt)
-    batch = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+    # a batch of a decoder-only model pads on the left, whatever the tokenizer was saved with (a GGUF's: right)
+    batch = tokenizer(texts, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=False)
     end = tokenizer.convert_tokens_to_ids(END_OF_TURN)
     sampling = dict(do_sample=True, temperature=temperature, top_p=top_p) if temperature > 0 else dict(do_sample=False)
     out = model.generate(

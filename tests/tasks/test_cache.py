@@ -86,3 +86,22 @@ def test_only_outages_are_retried_not_bugs_or_bad_data():
         assert transient(wrapped)  # found where it was raised from
     assert not transient(ValueError("bad data")) and not transient(FileNotFoundError(errno.ENOENT, "gone"))
     assert not transient(KeyError("column")) and not transient(None)
+
+
+def test_outputs_are_checked_at_any_depth_of_a_result(tmp_path):
+    """A DPO result names its student's adapter one level down: a deleted adapter is a missing output."""
+    from tasks.cache import outputs_intact
+    from tasks.dpo import Preferred
+    from tasks.models import model_ref
+    from tasks.refs import Student
+    from tasks.stage import StageReport
+
+    for name in ("base", "adapter"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "config.json").write_text("{}")
+    student = Student(base=model_ref(str(tmp_path / "base")), adapter=model_ref(str(tmp_path / "adapter")))
+    result = Preferred(student=student, pairs=9, report=StageReport(stage="dpo", rows_in=9, rows_out=9))
+    assert outputs_intact(result) and outputs_intact({"s": [result]})
+    (tmp_path / "adapter" / "config.json").unlink()
+    (tmp_path / "adapter").rmdir()
+    assert not outputs_intact(result) and not outputs_intact({"s": [result]})

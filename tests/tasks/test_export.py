@@ -147,7 +147,7 @@ def test_vllm_loads_and_serves_the_4_bit_export(trained, tmp_path):
     assert result.report.metrics["served_ok"] == 1.0 and result.report.rows_in == 2
 
 
-def test_a_required_serve_check_without_vllm_fails_the_export_and_says_what_to_run(monkeypatch, tmp_path):
+def test_a_required_serve_check_without_vllm_fails_and_says_what_to_run(monkeypatch, tmp_path):
     monkeypatch.setenv("REDISTILL_VLLM_PYTHON", str(tmp_path / "missing" / "python"))
     rows = [{"slice": "math", "prompt": "What is 1 + 1?", "reference": "2"}]
     assert serve_check(ServeConfig(check="auto"), VerifyConfig(), "unused", rows) is None
@@ -161,3 +161,16 @@ def test_a_required_serve_check_without_vllm_fails_the_export_and_says_what_to_r
         False,
         "served by vLLM, it gave only empty answers",
     )
+
+
+def test_a_deploy_check_that_failed_or_never_ran_is_not_reused_from_the_cache():
+    from tasks.serve import ServeChecked
+    from tasks.stage import StageReport
+
+    report = StageReport(stage="serve", rows_in=0, rows_out=0)
+    served = Served(accuracy=0.5, answered=1.0, tokens_per_s=90.0)
+    assert ServeChecked(served=served, passed=True, reason="served", report=report).reusable()
+    assert not ServeChecked(served=served, passed=False, reason="empty", report=report).reusable()
+    assert ServeChecked(served=None, passed=True, reason="", report=report).reusable()  # serve.check off
+    # auto, without vLLM's environment: once `make vllm-env` has run, the next run checks it
+    assert not ServeChecked(served=None, passed=True, reason="", skipped=True, report=report).reusable()

@@ -69,3 +69,24 @@ def test_more_sizes_are_more_students_each_from_its_own_start():
         StudentConfig(sizes=[{"name": "a", "keep_layers": [0]}, {"name": "a", "keep_layers": [1]}])
     with pytest.raises(ValidationError, match="name"):
         StudentConfig(sizes=[{"name": "Big One", "keep_layers": [0]}])
+
+
+def test_a_size_may_not_take_a_name_dpo_students_use():
+    from pydantic import ValidationError
+
+    for name in ("dpo", "small_dpo"):
+        with pytest.raises(ValidationError, match="a name ending in 'dpo' is taken by DPO's students"):
+            StudentConfig(sizes=[{"name": name, "keep_layers": [0]}])
+
+
+def test_pruned_sizes_with_a_served_teacher_need_its_weights_before_anything_runs():
+    from pydantic import ValidationError
+
+    from flows.distill import DistillConfig
+
+    served = {"backend": "openai", "model": "teacher", "server": {"base_url": "http://127.0.0.1:9/v1"}}
+    with pytest.raises(ValidationError, match=r"student.sizes \['ten'\] prune the teacher"):
+        DistillConfig(teacher=served, student={"init": "checkpoint", "checkpoint": "/m",
+                                               "sizes": [{"name": "ten", "keep_layers": [0, 3]}]})  # fmt: skip
+    DistillConfig(teacher=served, student={"init": "checkpoint", "checkpoint": "/m",
+                                           "sizes": [{"name": "mine", "checkpoint": "/n"}]})  # fmt: skip
