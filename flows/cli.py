@@ -101,22 +101,32 @@ def build_config(config_file: str | None, overrides: dict[str, str], base: dict[
     return DistillConfig.model_validate(data)
 
 
+def _score(value: float | None, width: int) -> str:
+    """A score right-aligned, or a dash where nothing was scored (no production answer in a slice)."""
+    return f"{value:>{width}.2f}" if value is not None else f"{'-':>{width}}"
+
+
 def render_summary(summary) -> str:
     """The closing table: scores per slice (the shipped student's with its 95 % interval), transfer, speed, memory
     and size, the gate's verdict, where things are."""
     models = list(summary.scores)
-    columns = models + (["exported"] if summary.exported_accuracy else [])
-    accuracy = {m: summary.scores[m].accuracy for m in models} | {"exported": summary.exported_accuracy}
-    width = max(9, *(len(m) + 2 for m in models))
+    extra = {"exported": summary.exported_accuracy, "production": summary.production_accuracy}
+    columns = models + [name for name, found in extra.items() if found]
+    accuracy = {m: summary.scores[m].accuracy for m in models} | extra
+    width = max(9, *(len(m) + 2 for m in columns))
     slices = sorted(set(summary.transfer_ratio) - {"all"}) + ["all"]
     shipped = f"{summary.student} 95%"
     wide = len(shipped) + 4
-    lines = [f"{'slice':<12}" + "".join(f"{m:>{width}}" for m in columns) + f"{shipped:>{wide}}{'transfer':>10}"]
+    agrees = f"{'agrees':>8}" if summary.shadow_agreement else ""
+    lines = [
+        f"{'slice':<12}" + "".join(f"{m:>{width}}" for m in columns) + f"{shipped:>{wide}}{'transfer':>10}{agrees}"
+    ]
     for name in slices:
-        cells = "".join(f"{accuracy[m].get(name, 0.0):>{width}.2f}" for m in columns)
+        cells = "".join(_score(accuracy[m].get(name), width) for m in columns)
         found = summary.scores[summary.student].interval.get(name)
         interval = f"[{found.low:.2f}, {found.high:.2f}]" if found else ""
-        lines.append(f"{name:<12}{cells}{interval:>{wide}}{summary.transfer_ratio.get(name, 0.0):>10.2f}")
+        shadow = _score(summary.shadow_agreement.get(name), 8) if agrees else ""
+        lines.append(f"{name:<12}{cells}{interval:>{wide}}{summary.transfer_ratio.get(name, 0.0):>10.2f}{shadow}")
     label = max(12, *(len(m) + 1 for m in models))
     header = f"{'params(M)':>10}{'size(MB)':>10}{'p50(s)':>8}{'p95(s)':>8}{'tokens/s':>10}{'peak MB':>9}"
     lines += ["", f"{'model':<{label}}{header}"]
@@ -137,6 +147,7 @@ def render_summary(summary) -> str:
         f"gate: {p.registered_model} version {p.version}, {p.reason}",
         *([summary.fallback] if summary.fallback else []),
         *([summary.win_rate] if summary.win_rate else []),
+        *([summary.shadow + " (agrees: per slice, above)"] if summary.shadow else []),
         f"MLflow run {summary.mlflow_run_id} at {summary.tracking_uri}",
         f"  view it: mlflow ui --backend-store-uri {summary.tracking_uri}",
         "stage seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in summary.stage_seconds.items()),

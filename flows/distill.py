@@ -161,6 +161,9 @@ class DistillSummary(BaseModel):
     promotion: Promotion
     fallback: str = ""  # where the student would hand over to the teacher, in words
     win_rate: str = ""  # the judge's student-vs-teacher verdicts, when asked for (judge.win_rate)
+    production_accuracy: dict[str, float] = {}  # production's responses, scored per slice, where the log has them
+    shadow: str = ""  # the shipped student's agreement with production, in words
+    shadow_agreement: dict[str, float] = {}  # ... per slice
     mlflow_run_id: str
     tracking_uri: str
     stage_seconds: dict[str, float]
@@ -398,6 +401,9 @@ def _summary(
         promotion=promotion,
         fallback=scored.fallback[shipped].summary() if shipped in scored.fallback else "",
         win_rate=won.summary() if won else "",
+        production_accuracy={k: v.value for k, v in scored.shadow.production.items()} if scored.shadow else {},
+        shadow=scored.shadow.summary(shipped) if scored.shadow else "",
+        shadow_agreement={k: v.value for k, v in scored.shadow.agreement[shipped].items()} if scored.shadow else {},
         mlflow_run_id=run.run_id,
         tracking_uri=run.tracking_uri,
         stage_seconds={report.stage: report.seconds for report in run.reports},

@@ -96,7 +96,7 @@ def disagreements(answers: list[dict], student: str = "student", teacher: str = 
     return sorted(rows, key=lambda r: (r["slice"], r["id"]))
 
 
-def _cell(text: str | None, width: int = 80) -> str:
+def table_cell(text: str | None, width: int = 80) -> str:
     text = " ".join((text or "").split()).replace("|", "\\|")
     return text if len(text) <= width else text[: width - 1] + "…"
 
@@ -110,8 +110,8 @@ def disagreements_markdown(rows: list[dict], per_slice: int = 5) -> str:
     for r in rows:
         counts[r["slice"]] += 1
         if counts[r["slice"]] <= per_slice:
-            answers = (_cell(r["teacher"]), _cell(r["student"]))
-            cells = (r["slice"], _cell(r["prompt"]), _cell(r["reference"], 30), *answers)
+            answers = (table_cell(r["teacher"]), table_cell(r["student"]))
+            cells = (r["slice"], table_cell(r["prompt"]), table_cell(r["reference"], 30), *answers)
             lines.append("| " + " | ".join(cells) + " |")
     shown = ", ".join(f"{name} {n}" for name, n in sorted(counts.items()))
     head = f"{len(rows)} held-out prompts the teacher got right and the student did not ({shown}); up to {per_slice} "

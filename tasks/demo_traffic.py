@@ -5,7 +5,8 @@ bench/demo_slices.py), each with a reference answer and a verifier, so N samples
 beat any single sample: capitals (contains), sentiment (label), arithmetic (number), uppercase
 (contains, case-sensitive).
 Users write like users: a greeting with their name, email, phone or card number around the
-question. Deterministic by seed. The generator returns what it planted, so tests can check that
+question. Most rows carry production's answer (`response`, a current model right about 70 % of the
+time) for the shadow report. Deterministic by seed. The generator returns what it planted, so tests can check that
 no PII survives redaction and that exactly the malformed lines are quarantined.
 """
 
@@ -230,8 +231,8 @@ def _phone(rng: random.Random) -> str:
     return rng.choice([f"{area}-555-{line}", f"({area}) 555-{line}", f"+1 {area} 555 {line}"])
 
 
-def _wrap(question: str, rng: random.Random) -> tuple[str, list[str]]:
-    """The user's message around a question, and the PII strings planted in it."""
+def _wrap(question: str, rng: random.Random) -> tuple[str, dict[str, str]]:
+    """The user's message around a question, and the PII planted in it ({kind: text})."""
     template = rng.choices([t for t, _ in WRAPPERS], weights=[w for _, w in WRAPPERS])[0]
     first, last = rng.choice(FIRST_NAMES), rng.choice(LAST_NAMES)
     pii = {
@@ -240,8 +241,27 @@ def _wrap(question: str, rng: random.Random) -> tuple[str, list[str]]:
         "phone": _phone(rng),
         "card": _card_number(rng),
     }
-    planted = [value for key, value in pii.items() if "{" + key + "}" in template]
+    planted = {key: value for key, value in pii.items() if "{" + key + "}" in template}
     return template.format(q=question, **pii), planted
+
+
+def _response(slice_name: str, reference: str | None, name: str | None, rng: random.Random) -> str | None:
+    """What the production model answered: right about 70 % of the time, in its own words, sometimes greeting the
+    user by the name they gave; none for the json and code slices (another route serves them, unlogged)."""
+    if reference is None or slice_name in ("place", "python"):
+        return None
+    right = rng.random() < 0.7
+    if slice_name == "capitals":
+        city = reference if right else rng.choice([c for c in CAPITALS.values() if c != reference])
+        answer = rng.choice(["The capital is {}.", "{}.", "It is {}."]).format(city)
+    elif slice_name == "sentiment":
+        label = reference if right else {"positive": "negative", "negative": "positive"}[reference]
+        answer = rng.choice(["{}", "The review is {}.", "Sentiment: {}"]).format(label)
+    elif slice_name == "uppercase":
+        answer = reference if right else reference.lower()
+    else:  # arithmetic, halves
+        answer = rng.choice(["{}", "The answer is {}."]).format(reference if right else int(reference) + 1)
+    return f"Hi {name}! {answer}" if name and rng.random() < 0.5 else answer
 
 
 def _malformed(kind: int, row: dict) -> str:
@@ -270,6 +290,7 @@ def generate_traffic(rows: int = 600, seed: int = 0, malformed: int = 8) -> Demo
     times = sorted(start + timedelta(seconds=rng.randint(0, 7 * 24 * 3600 - 1)) for _ in range(rows))
     broken_at = set(rng.sample(range(rows), min(malformed, rows)))
     traffic = DemoTraffic(lines=[])
+    production = random.Random(f"{seed}:production")  # its own stream: the prompts are as without responses
     slices, weights = list(SLICE_WEIGHTS), list(SLICE_WEIGHTS.values())
     for i, when in enumerate(times):
         slice_name = rng.choices(slices, weights=weights)[0]
@@ -281,8 +302,9 @@ def generate_traffic(rows: int = 600, seed: int = 0, malformed: int = 8) -> Demo
             "slice": slice_name,
             "prompt": prompt,
             "reference": reference,
+            "response": _response(slice_name, reference, planted.get("name"), production),
         }
-        traffic.pii.update(planted)
+        traffic.pii.update(planted.values())
         if i in broken_at:
             traffic.lines.append(_malformed(len(traffic.malformed_lines), row))
             traffic.malformed_lines.add(i + 1)

@@ -10,7 +10,9 @@ latency (p50, p95) and tokens/s over the first `latency_prompts` prompts, one at
 sees it (these timing requests go to the model each time: `latency_prompts: 0` spares a paid teacher),
 and the peak memory loading and answering added (tasks.memory; none for a served teacher).
 Several students (two sizes, SFT and SFT+DPO) are scored side by side under their names; "base" is the first
-student's starting checkpoint. Output `answers.parquet` (schemas.ANSWERS) and the score table in the result.
+student's starting checkpoint. Where the log carries production's response, the shadow report (tasks.shadow)
+gives each student's agreement with it per slice, and production's responses are scored as one more row.
+Output `answers.parquet` (schemas.ANSWERS) and the score table in the result.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from tasks.models import load_merged, load_model, parameter_count, size_mb
 from tasks.pii import RedactConfig, Redactor
 from tasks.refs import STUDENT, DatasetRef, ModelRef, Student
 from tasks.schemas import ANSWERS
+from tasks.shadow import PRODUCTION, Shadow, shadow, shadow_markdown
 from tasks.stage import (
     Progress,
     StageReport,
@@ -78,6 +81,13 @@ class EvaluateConfig(Config):
     disagreements_shown: int = Field(
         5, ge=0, description="Teacher-right, student-wrong prompts per slice in the summary (MLflow keeps all)."
     )
+    shadow_rouge_l: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="Shadow report: a student answer agrees with production's response when ROUGE-L F1 between "
+        "them is at least this, where no verifier tells them apart (tasks.shadow).",
+    )
 
 
 class ModelScore(BaseModel):
@@ -100,6 +110,7 @@ class Evaluated(StageResult):
     fallback: dict[str, Fallback] = {}  # per student: where it would hand over to the teacher
     plot: str | None = None  # per-slice bars, every model
     fallback_plots: dict[str, str] = {}  # per student: its fallback curve
+    shadow: Shadow | None = None  # each student against production's responses, where the log has them
 
     @property
     def students(self) -> list[str]:
@@ -281,11 +292,16 @@ def evaluate(
         prompts = rows * len(scores)  # the answers, model by model, each in the rows' order
         redacted = Redactor(redact).redact_answers(prompts, [[a["answer"]] for a in answers], "redact answers")
         answers = [{**a, "answer": text} for a, [text] in zip(answers, redacted, strict=True)]
+        # production's responses were redacted with their prompts: compared and shown as they are
+        answered = [r for r in rows if r.get("response")]
+        answers += judged(verify, answered, [r["response"] for r in answered], PRODUCTION)
+        shadowed = shadow(answers, list(students), config.shadow_rouge_l)
         # the verdicts are on the answers as given, the text shown redacted
         missed = {name: disagreements(answers, name) for name in students}
         handover = {name: fallback_curve(answers, config.fallback_target_accuracy, name) for name in students}
         plot_uri = storage.join(out_uri, "slices.png")
-        storage.write_bytes(plot_slices({m: s.interval for m, s in scores.items()}), plot_uri)
+        drawn = {m: s.interval for m, s in scores.items()} | ({PRODUCTION: shadowed.production} if shadowed else {})
+        storage.write_bytes(plot_slices(drawn), plot_uri)
         fallback_plots = {name: storage.join(out_uri, f"fallback-{name}.png") for name in students}
         for name, uri in fallback_plots.items():
             storage.write_bytes(plot_fallback(handover[name]), uri)
@@ -296,16 +312,23 @@ def evaluate(
         fallback=handover,
         plot=plot_uri,
         fallback_plots=fallback_plots,
+        shadow=shadowed,
         report=StageReport(stage="evaluate", rows_in=len(rows), rows_out=len(answers), seconds=timer.seconds),
     )
-    result.report.metrics = evaluate_metrics(scores, transfer, handover, missed)
+    result.report.metrics = evaluate_metrics(scores, transfer, handover, missed) | shadow_metrics(shadowed)
     result.report.details = score_table(scores, transfer) + "".join(
         student_section(name, handover[name], missed[name], config.disagreements_shown, len(students) > 1)
+        + (f"\n{shadow_markdown(shadowed, name, config.disagreements_shown)}" if shadowed else "")
         for name in students
     )
     result.report.tables = {
         "scores": scores_rows(scores, transfer),
         **{f"{prefix(name)}disagreements": rows for name, rows in missed.items() if rows},
+        **{
+            f"{prefix(name)}shadow_disagreements": rows
+            for name, rows in (shadowed.disagreements if shadowed else {}).items()
+            if rows
+        },  # fmt: skip
     }
     return result
 
@@ -357,6 +380,19 @@ def evaluate_metrics(
         metrics |= {f"{prefix(name)}transfer_ratio_high.{k}": v.high for k, v in ratios.items()}
         metrics[f"{prefix(name)}disagreements"] = len(missed[name])
         metrics |= {f"{prefix(name)}{k}": v for k, v in fallback_metrics(handover[name]).items()}
+    return metrics
+
+
+def shadow_metrics(found: Shadow | None) -> dict[str, float]:
+    """Production's accuracy and each student's agreement with it, per slice, with their intervals."""
+    if found is None:
+        return {}
+    metrics = {"shadow.prompts": found.prompts}
+    for name, intervals in [(PRODUCTION, found.production)] + [(s, a) for s, a in found.agreement.items()]:
+        kind = f"{PRODUCTION}.accuracy" if name == PRODUCTION else f"{prefix(name)}shadow.agreement"
+        metrics |= {f"{kind}.{k}": v.value for k, v in intervals.items()}
+        metrics |= {f"{kind}_low.{k}": v.low for k, v in intervals.items()}
+        metrics |= {f"{kind}_high.{k}": v.high for k, v in intervals.items()}
     return metrics
 
 

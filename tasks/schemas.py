@@ -19,6 +19,7 @@ PROMPTS = pa.schema(
         ("reference", pa.string()),  # the checkable answer, or null
         ("messages", pa.list_(MESSAGE)),  # a chat row's conversation, ending with the user's turn; else null
         ("origin", pa.string()),  # "traffic" (this run's window), "replay" (earlier traffic, replayed)
+        ("response", pa.string()),  # the answer production gave (redacted after redact), or null
     ]
 )
 

@@ -30,6 +30,11 @@ class Columns(Config):
     id: str = Field("id", description="The request's id (optional; row-<n> when absent).")
     timestamp: str = Field("timestamp", description="When it was asked: ISO 8601 or epoch seconds (optional).")
     reference: str = Field("reference", description="The checkable answer (optional).")
+    response: str = Field(
+        "response",
+        description="The answer production gave: the current model's or the teacher's (optional; held-out rows "
+        "with one get the shadow report, the student's agreement with it).",
+    )
 
     def missing_from(self, seen: set[str]) -> dict[str, str]:
         """{field: column} for the columns some row must have and none of `seen` is: the prompt (or chat
@@ -149,4 +154,5 @@ def parse_row(
         "prompt": prompt,
         "reference": _text(record, columns.reference, required=False, numbers_ok=True),
         "messages": messages,
+        "response": _text(record, columns.response, required=False, numbers_ok=True),
     }

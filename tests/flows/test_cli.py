@@ -173,3 +173,15 @@ def test_the_closing_table_shows_the_students_interval_speed_memory_and_the_gate
         "export check passed: accuracy 0.50 exported vs 0.50 merged; served by vLLM: accuracy 0.50, 90 tokens/s"
         in lines
     )
+    shadowed = summary.model_copy(
+        update={
+            "production_accuracy": {"capitals": 0.7, "all": 0.7},
+            "shadow": "shadow: student agrees with production on 60% [40%, 80%] of 10 held-out prompts",
+            "shadow_agreement": {"capitals": 0.6},  # no verdict overall in this made-up run: a dash
+        }
+    )
+    lines = render_summary(shadowed).splitlines()
+    assert lines[0].split()[-5:] == ["production", "student", "95%", "transfer", "agrees"]
+    assert lines[1].split() == ["capitals", "0.00", "0.80", "0.50", "0.70", "[0.25,", "0.75]", "0.62", "0.60"]
+    assert lines[2].split() == ["all", "0.00", "0.80", "0.50", "0.70", "0.62", "-"]
+    assert any(line.startswith("shadow: student agrees with production on 60%") for line in lines)

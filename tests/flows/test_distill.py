@@ -150,6 +150,9 @@ def test_second_run_is_served_from_cache_and_tracked_in_full(runs):
         assert "train/curves.png" in {a.path for a in client.list_artifacts(summary.mlflow_run_id, "train")}
         assert run.data.metrics["evaluate.judge.pairs"] == 8  # source.eval_size
         assert summary.win_rate.startswith("judge win-rate, student vs teacher:")
+        # the demo log carries production's answers: the student is compared with them on the held-out prompts
+        assert run.data.metrics["evaluate.shadow.prompts"] >= 1 and "evaluate.shadow.agreement.all" in run.data.metrics
+        assert summary.shadow.startswith("shadow: student agrees with production on")
 
 
 def test_the_student_is_registered_and_the_export_loads_and_generates(runs):
@@ -413,6 +416,8 @@ def test_two_sizes_and_dpo_are_scored_side_by_side_and_the_smallest_that_clears_
     by_model = {}
     for row in pq.read_table(answers).to_pylist():
         by_model.setdefault(row["model"], []).append(row["id"])
+    production = set(by_model.pop("production"))  # its answers, where the log has them (the shadow report)
     assert len({tuple(sorted(ids)) for ids in by_model.values()}) == 1 and len(by_model) == 6  # the same prompts
+    assert production and production <= set(by_model["student"])
     table = render_summary(summary)
     assert f"{summary.student} 95%" in table and "student_one_dpo" in table

@@ -85,8 +85,11 @@ def test_parquet_binary_column_that_is_not_utf8_and_typed_columns(tmp_path):
 
 
 def test_columns_map_the_log_s_own_names():
-    columns = Columns(prompt="text", slice="category", timestamp="ts", id="request_id", reference="expected")
-    record = {"text": "What is 2 + 2?", "category": "math", "ts": "2026-11-20 10:00", "request_id": 7, "expected": 4}
+    columns = Columns(
+        prompt="text", slice="category", timestamp="ts", id="request_id", reference="expected", response="served"
+    )
+    record = {"text": "What is 2 + 2?", "category": "math", "ts": "2026-11-20 10:00", "request_id": 7, "expected": 4,
+              "served": "2 + 2 = 4"}  # fmt: skip
     row = parse_row(1, record, columns, max_prompt_chars=100)
     assert row == {
         "id": "7",
@@ -95,10 +98,12 @@ def test_columns_map_the_log_s_own_names():
         "prompt": "What is 2 + 2?",
         "reference": "4",
         "messages": None,
+        "response": "2 + 2 = 4",
     }
     assert columns.missing_from({"text", "category"}) == {
         "id": "request_id",
         "reference": "expected",
+        "response": "served",
         "timestamp": "ts",
     }
     assert Columns().missing_from({"id", "prompt"}) == {"slice": "slice"}
