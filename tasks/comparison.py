@@ -126,7 +126,7 @@ def plot_slices(intervals: dict[str, dict[str, Interval]]) -> bytes:
     drawn, axes = figure(figsize=(max(6, 1.1 * len(slices) * max(len(models), 2) / 2), 4))
     for k, model in enumerate(models):
         found = [intervals[model].get(name) for name in slices]
-        values = [f.value if f else 0.0 for f in found]
+        values = [f.value if f else float("nan") for f in found]  # not scored there: no bar, not a zero
         errors = [[f.value - f.low if f else 0 for f in found], [f.high - f.value if f else 0 for f in found]]
         positions = [i + (k - (len(models) - 1) / 2) * width for i in range(len(slices))]
         axes.bar(positions, values, width, yerr=errors, capsize=2, label=model)

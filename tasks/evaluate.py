@@ -86,7 +86,7 @@ class EvaluateConfig(Config):
         ge=0,
         le=1,
         description="Shadow report: a student answer agrees with production's response when ROUGE-L F1 between "
-        "them is at least this, where no verifier tells them apart (tasks.shadow).",
+        "them is at least this, where no verifier can judge (tasks.shadow).",
     )
 
 
@@ -295,7 +295,7 @@ def evaluate(
         # production's responses were redacted with their prompts: compared and shown as they are
         answered = [r for r in rows if r.get("response")]
         answers += judged(verify, answered, [r["response"] for r in answered], PRODUCTION)
-        shadowed = shadow(answers, list(students), config.shadow_rouge_l)
+        shadowed, differ = shadow(answers, list(students), config.shadow_rouge_l)
         # the verdicts are on the answers as given, the text shown redacted
         missed = {name: disagreements(answers, name) for name in students}
         handover = {name: fallback_curve(answers, config.fallback_target_accuracy, name) for name in students}
@@ -318,17 +318,13 @@ def evaluate(
     result.report.metrics = evaluate_metrics(scores, transfer, handover, missed) | shadow_metrics(shadowed)
     result.report.details = score_table(scores, transfer) + "".join(
         student_section(name, handover[name], missed[name], config.disagreements_shown, len(students) > 1)
-        + (f"\n{shadow_markdown(shadowed, name, config.disagreements_shown)}" if shadowed else "")
+        + (f"\n{shadow_markdown(shadowed, differ[name], name, config.disagreements_shown)}" if shadowed else "")
         for name in students
     )
     result.report.tables = {
         "scores": scores_rows(scores, transfer),
         **{f"{prefix(name)}disagreements": rows for name, rows in missed.items() if rows},
-        **{
-            f"{prefix(name)}shadow_disagreements": rows
-            for name, rows in (shadowed.disagreements if shadowed else {}).items()
-            if rows
-        },  # fmt: skip
+        **{f"{prefix(name)}shadow_disagreements": rows for name, rows in differ.items() if rows},
     }
     return result
 
@@ -387,13 +383,16 @@ def shadow_metrics(found: Shadow | None) -> dict[str, float]:
     """Production's accuracy and each student's agreement with it, per slice, with their intervals."""
     if found is None:
         return {}
-    metrics = {"shadow.prompts": found.prompts}
-    for name, intervals in [(PRODUCTION, found.production)] + [(s, a) for s, a in found.agreement.items()]:
-        kind = f"{PRODUCTION}.accuracy" if name == PRODUCTION else f"{prefix(name)}shadow.agreement"
-        metrics |= {f"{kind}.{k}": v.value for k, v in intervals.items()}
-        metrics |= {f"{kind}_low.{k}": v.low for k, v in intervals.items()}
-        metrics |= {f"{kind}_high.{k}": v.high for k, v in intervals.items()}
+    metrics = {"shadow.prompts": found.prompts} | interval_metrics(f"{PRODUCTION}.accuracy", found.production)
+    for student, intervals in found.agreement.items():
+        metrics |= interval_metrics(f"{prefix(student)}shadow.agreement", intervals)
     return metrics
+
+
+def interval_metrics(name: str, intervals: dict[str, Interval]) -> dict[str, float]:
+    """`name.<slice>` and its `name_low.<slice>`, `name_high.<slice>`."""
+    return {f"{name}{part}.{k}": getattr(v, field) for k, v in intervals.items()
+            for part, field in (("", "value"), ("_low", "low"), ("_high", "high"))}  # fmt: skip
 
 
 @task(name="evaluate_models", **STAGE_TASK)

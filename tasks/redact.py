@@ -3,7 +3,8 @@
 The finding and replacing is tasks.pii's (Presidio with spaCy NER and its recognizers, plus ours for
 names in context, IBAN-shaped and long account numbers, phones in any national format and street
 addresses); placeholders are numbered per prompt (`<PERSON_1>`, `<PERSON_2>`), across the turns of a
-chat row's conversation and production's response. Output: the training and the held-out prompts with
+chat row's conversation; a held-out row's production response is redacted as a model's answer is, after its
+prompt, and a training row's is dropped (nothing reads it). Output: the training and the held-out prompts with
 `prompt` (and a chat row's `messages`, and `response`) redacted and `pii` (entity types found), and the
 quarantine without its rows' content: it is logged to MLflow, and a malformed row (a 200 kB paste, a
 broken record) is where redaction is least sure; row, field and reason say what is wrong, and the row as
@@ -31,32 +32,35 @@ class Redacted(StageResult):
 
 
 def _texts(row: dict, reference_slices: list[str]) -> list[str]:
-    """What is redacted as one conversation, so a name has one placeholder throughout: the prompt or its turns,
-    the reference where it holds PII, and production's response (shown in the shadow report)."""
+    """What is redacted as one conversation: the prompt or its turns, and the reference where it holds PII."""
     turns = [m["content"] for m in row["messages"]] if row["messages"] else [row["prompt"]]
-    reference = [row["reference"]] if row["slice"] in reference_slices and row["reference"] else []
-    return turns + reference + ([row["response"]] if row.get("response") else [])
+    return turns + ([row["reference"]] if row["slice"] in reference_slices and row["reference"] else [])
 
 
-def _kept(row: dict, reference_slices: list[str]) -> list[str]:
-    """What stays in production's response as it stays in any model's answer (Redactor.redact_answers): the
-    reference answer, its task, outside the slices whose references are redacted."""
-    keep = row.get("response") and row["reference"] and row["slice"] not in reference_slices
-    return [row["reference"]] if keep else []
-
-
-def _redacted_row(row: dict, redaction: Redaction, reference_slices: list[str]) -> dict:
-    """The row with its text, or each turn of its conversation, its reference (where redacted) and its
-    response redacted."""
+def _redacted_row(row: dict, redaction: Redaction) -> dict:
+    """The row with its text, or each turn of its conversation (and its reference, if redacted), redacted."""
     count = len(row["messages"]) if row["messages"] else 1
-    turns, rest = redaction.texts[:count], redaction.texts[count:]
-    if row["slice"] in reference_slices and row["reference"]:
-        row, rest = {**row, "reference": rest[0]}, rest[1:]
-    out = {**row, "response": rest[0] if rest else None, "pii": redaction.entities}
+    turns, reference = redaction.texts[:count], redaction.texts[count:]
+    out = {**row, "reference": reference[0] if reference else row["reference"], "pii": redaction.entities}
     if not row["messages"]:
         return {**out, "prompt": turns[0]}
     messages = [{**m, "content": text} for m, text in zip(row["messages"], turns, strict=True)]
     return {**out, "messages": messages, "prompt": render_turns(messages)}
+
+
+def _responses(redactor: Redactor, rows: list[dict], reference_slices: list[str]) -> list[str | None]:
+    """Production's responses redacted as any model's answer is (Redactor.redact_answers): in one conversation
+    with the prompt as the log has it, so a name has the prompt's placeholder, and the reference answer, the task,
+    stays (not where the slice's references hold PII)."""
+    answered = [i for i, r in enumerate(rows) if r.get("response")]
+    if not answered:
+        return [None] * len(rows)
+    asked = [rows[i] | ({"reference": None} if rows[i]["slice"] in reference_slices else {}) for i in answered]
+    done = redactor.redact_answers(asked, [[rows[i]["response"]] for i in answered], "redact responses")
+    found: list[str | None] = [None] * len(rows)
+    for i, [text] in zip(answered, done, strict=True):
+        found[i] = text
+    return found
 
 
 def redact(
@@ -68,11 +72,12 @@ def redact(
         train_rows, eval_rows, bad = read_dataset(train), read_dataset(held_out), read_dataset(quarantine)
         rows = train_rows + eval_rows
         texts = [_texts(r, config.reference_slices) for r in rows]
-        redacted = redactor.redact_conversations(
-            texts, "redact prompts", [_kept(r, config.reference_slices) for r in rows]
-        )
+        redacted = redactor.redact_conversations(texts, progress_label="redact prompts")
         entities = Counter(t for r in redacted for t in r.entities)
-        out_rows = [_redacted_row(r, done, config.reference_slices) for r, done in zip(rows, redacted, strict=True)]
+        out_rows = [_redacted_row(r, done) for r, done in zip(rows, redacted, strict=True)]
+        # only held-out rows carry production's response: the shadow report compares the students with it
+        responses = [None] * len(train_rows) + _responses(redactor, eval_rows, config.reference_slices)
+        out_rows = [r | {"response": text} for r, text in zip(out_rows, responses, strict=True)]
         out_bad = [{**q, "raw": None} for q in bad]
     report = StageReport(
         stage="redact",

@@ -2,10 +2,11 @@
 
 When the log carries production's response (the current model's or the teacher's), the held-out prompts are
 fresh traffic that already has an answer. A student answer agrees with production's when the slice's verifier
-passes both, or, where no verifier can tell them apart (no reference, or both wrong), when the two say the same
-thing: ROUGE-L F1 (longest common subsequence of tokens, Lin 2004, as Google's `rouge-score` computes it) at
-least the configured threshold. A verifier that passes one and fails the other is a disagreement however alike
-the texts read. Production's answers are also scored by the verifiers, as one more row beside the models.
+passes both; where it fails both, when the two give the same answer word for word (two mistakes read alike);
+where no verifier can judge (no reference), when the two say the same thing: ROUGE-L F1 (longest common
+subsequence of words, Lin 2004, as Google's `rouge-score` computes it) at least the configured threshold. A
+verifier that passes one and fails the other is a disagreement however alike the texts read. Production's
+answers are also scored by the verifiers, as one more row beside the models.
 
 Works on ANSWERS rows (tasks.schemas) after redaction: the texts compared and shown are the redacted ones, and
 production's response was redacted with its prompt, so a name has one placeholder in both.
@@ -13,38 +14,46 @@ production's response was redacted with its prompt, so a name has one placeholde
 
 from __future__ import annotations
 
-import re
+import unicodedata
 from collections import defaultdict
+from functools import cache
 
+import regex
 from pydantic import BaseModel
-from rouge_score import rouge_scorer, tokenizers
 
 from tasks.comparison import ALL, correct_by_prompt, table_cell
 from tasks.stats import Interval, mean_interval
 
 PRODUCTION = "production"  # the model name production's answers carry in ANSWERS
 
-# CJK scripts have no spaces: each character is a token (a Chinese or Japanese "word" for LCS purposes)
-_CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
-_TOKEN = re.compile(f"[{_CJK}]|[^\\W{_CJK}]+")
+# scripts written without spaces between words: each character (with its marks) is a token
+_UNSPACED = r"\p{Han}\p{Hiragana}\p{Katakana}\p{Thai}\p{Lao}\p{Khmer}\p{Myanmar}"
+_TOKEN = regex.compile(f"[{_UNSPACED}]\\p{{M}}*|(?:(?![{_UNSPACED}])[\\p{{L}}\\p{{M}}\\p{{N}}])+")
 
 
-class UnicodeWords(tokenizers.Tokenizer):
-    """Lower-cased words in any script (rouge-score's default keeps only [a-z0-9], which drops every
-    Cyrillic, Greek, Arabic or CJK word), CJK characters one by one."""
+def words(text: str) -> list[str]:
+    """Lower-cased words in any script, NFKC-normalised (a decomposed "café" is the composed one); letters of the
+    unspaced scripts one by one. rouge-score's own tokenizer keeps only [a-z0-9], which drops every Cyrillic,
+    Greek, Arabic, Devanagari or CJK word."""
+    return _TOKEN.findall(unicodedata.normalize("NFKC", text).lower())
 
-    def tokenize(self, text: str) -> list[str]:
-        return _TOKEN.findall(text.lower())
 
+@cache
+def _scorer():
+    from rouge_score import rouge_scorer, tokenizers  # nltk and absl behind it: imported when first scored
 
-_SCORER = rouge_scorer.RougeScorer(["rougeL"], tokenizer=UnicodeWords())
+    class Words(tokenizers.Tokenizer):
+        def tokenize(self, text: str) -> list[str]:
+            return words(text)
+
+    return rouge_scorer.RougeScorer(["rougeL"], tokenizer=Words())
 
 
 def rouge_l(ours: str, theirs: str) -> float:
-    """ROUGE-L F1 of two texts (symmetric); 1.0 for two empty answers."""
-    if not UnicodeWords().tokenize(ours) and not UnicodeWords().tokenize(theirs):
-        return 1.0
-    return _SCORER.score(theirs, ours)["rougeL"].fmeasure
+    """ROUGE-L F1 of two texts (symmetric). Texts without a word (emoji, punctuation) match only themselves."""
+    if not words(ours) or not words(theirs):
+        return float(ours.strip() == theirs.strip())
+    return _scorer().score(theirs, ours)["rougeL"].fmeasure
 
 
 def agreement(student: dict, production: dict, threshold: float) -> tuple[bool, str]:
@@ -54,6 +63,9 @@ def agreement(student: dict, production: dict, threshold: float) -> tuple[bool, 
         return True, "both right"
     if None not in verdicts and verdicts[0] != verdicts[1]:
         return False, "student right, production wrong" if verdicts[0] else "student wrong, production right"
+    if verdicts == (False, False):  # "the answer is 7" and "the answer is 8" read alike and are two mistakes
+        same = words(student["answer"]) == words(production["answer"])
+        return same, "both wrong, " + ("the same answer" if same else "different answers")
     similarity = rouge_l(student["answer"], production["answer"])
     return similarity >= threshold, f"ROUGE-L {similarity:.2f}"
 
@@ -65,7 +77,6 @@ class Shadow(BaseModel):
     threshold: float
     production: dict[str, Interval] = {}  # production's own accuracy per slice, where a verifier can tell
     agreement: dict[str, dict[str, Interval]]  # per student
-    disagreements: dict[str, list[dict]] = {}  # per student: the prompts where it and production differ
 
     def summary(self, student: str) -> str:
         found = self.agreement[student].get(ALL)
@@ -77,12 +88,12 @@ class Shadow(BaseModel):
         )
 
 
-def shadow(answers: list[dict], students: list[str], threshold: float) -> Shadow | None:
-    """Each student against production's answers (model `production` in `answers`) on the prompts that have one;
-    none when no prompt has."""
+def shadow(answers: list[dict], students: list[str], threshold: float) -> tuple[Shadow | None, dict[str, list[dict]]]:
+    """Each student against production's answers (model `production` in `answers`) on the prompts that have one,
+    and per student the prompts where the two differ; none when no prompt has an answer from production."""
     theirs = {a["id"]: a for a in answers if a["model"] == PRODUCTION}
     if not theirs:
-        return None
+        return None, {}
     agreed, missed = {}, {}
     for student in students:
         found: dict[str, list[float]] = defaultdict(list)
@@ -98,11 +109,12 @@ def shadow(answers: list[dict], students: list[str], threshold: float) -> Shadow
         agreed[student] = {name: mean_interval(scores) for name, scores in found.items()}
         missed[student] = sorted(rows, key=lambda r: (r["slice"], r["id"]))
     scored = {name: mean_interval(list(v.values())) for name, v in correct_by_prompt(answers, PRODUCTION).items()}
-    return Shadow(prompts=len(theirs), threshold=threshold, production=scored, agreement=agreed, disagreements=missed)
+    return Shadow(prompts=len(theirs), threshold=threshold, production=scored, agreement=agreed), missed
 
 
-def shadow_markdown(found: Shadow, student: str, per_slice: int) -> str:
-    """Markdown: a student's agreement with production per slice, then the first disagreements per slice."""
+def shadow_markdown(found: Shadow, rows: list[dict], student: str, per_slice: int) -> str:
+    """Markdown: a student's agreement with production per slice, then the first of its disagreements (`rows`)
+    per slice."""
     ratios = found.agreement[student]
     lines = [
         f"## shadow: {student} against production",
@@ -115,7 +127,6 @@ def shadow_markdown(found: Shadow, student: str, per_slice: int) -> str:
         *(f"| {name} | {ratios[name]} |" for name in sorted(set(ratios) - {ALL}) + [ALL] if name in ratios),
         "",
     ]
-    rows = found.disagreements.get(student, [])
     if not rows:
         return "\n".join(lines + ["No disagreement with production.", ""])
     counts: dict[str, int] = defaultdict(int)

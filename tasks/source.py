@@ -106,7 +106,7 @@ class LogPass:
         self.valid: list[dict] = []
         self.quarantine: list[dict] = []
         self.kinds: Counter[str] = Counter()
-        self.rows = self.blank = self.outside = 0
+        self.rows = self.blank = self.outside = self.unreadable_responses = 0
         self.columns_seen: set[str] = set()
         self.first_time: str | None = None
         self.last_time: str | None = None
@@ -142,6 +142,8 @@ def read_prompts(config: SourceConfig) -> LogPass:
         except Rejected as error:
             read.reject(record, error)
             continue
+        if row["response"] is None and record.fields.get(config.columns.response) not in (None, ""):
+            read.unreadable_responses += 1  # the prompt is kept; only the shadow report goes without its answer
         if row["timestamp"]:
             read.saw_time(row["timestamp"])
         if in_window(row, config.since, config.until):
@@ -243,6 +245,7 @@ def source(config: SourceConfig, label_slices: list[str], out_uri: str) -> Sourc
             "train_prompts": len(train_rows),
             "eval_prompts": len(eval_rows),
             "blank_lines": read.blank,
+            "responses_unreadable": read.unreadable_responses,
             **{f"quarantined.{kind}": n for kind, n in sorted(read.kinds.items())},
             **{
                 f"train_share.{k}": v / max(len(train_rows), 1)
@@ -250,7 +253,7 @@ def source(config: SourceConfig, label_slices: list[str], out_uri: str) -> Sourc
             },
         },
         seconds=timer.seconds,
-        notes=[q["reason"] for q in read.quarantine[:20]],
+        notes=[q["reason"] for q in read.quarantine[:20]] + unreadable_note(config, read.unreadable_responses),
         stop=stop,
         finish=finish,
     )
@@ -261,6 +264,13 @@ def source(config: SourceConfig, label_slices: list[str], out_uri: str) -> Sourc
         labels=label_sets(read.valid, label_slices),
         report=report,
     )
+
+
+def unreadable_note(config: SourceConfig, count: int) -> list[str]:
+    if not count:
+        return []
+    column = config.columns.response
+    return [f"{count} rows' '{column}' is neither text nor a message: kept as prompts without production's answer"]
 
 
 @task(name="source_prompts", **STAGE_TASK)

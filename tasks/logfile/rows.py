@@ -126,6 +126,21 @@ def _messages(record: dict, column: str) -> list[dict] | None:
     return turns
 
 
+def _response(value) -> str | None:
+    """Production's answer as text: a string, a number, or an OpenAI message or its content parts; anything else
+    (an HTTP response object, a status code's bool) is no answer, and the row is still a prompt (source counts
+    them: `responses_unreadable`)."""
+    if isinstance(value, str):
+        return value.strip() or None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    if isinstance(value, dict):
+        return _content(value)
+    if isinstance(value, list):
+        return _content({"content": value})
+    return None
+
+
 def prompt_and_messages(record: dict, columns: Columns) -> tuple[str, list[dict] | None]:
     """The row's prompt (a chat row's `messages` rendered as turns, else its prompt column) and its messages;
     raises Rejected naming the field at fault."""
@@ -154,5 +169,5 @@ def parse_row(
         "prompt": prompt,
         "reference": _text(record, columns.reference, required=False, numbers_ok=True),
         "messages": messages,
-        "response": _text(record, columns.response, required=False, numbers_ok=True),
+        "response": _response(record.get(columns.response)),
     }

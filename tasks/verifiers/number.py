@@ -15,7 +15,8 @@ from tasks.config import Config
 from tasks.verifiers.base import Verdict
 
 _STATED_NUMBER = re.compile(r"(?:=|\bis\b|\bequals\b|\bmakes\b)\s*(-?\d+(?:\.\d+)?)", re.IGNORECASE)
-_ANY_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
+# a number standing on its own: not the 1 of a placeholder (`<PERSON_1>`) or of an id like `A3`
+_ANY_NUMBER = re.compile(r"(?<!\w)-?\d+(?:\.\d+)?")
 
 
 def answer_number(text: str) -> str | None:

@@ -41,6 +41,13 @@ def test_a_verifier_decides_before_the_wording_does():
         False,
         "student right, production wrong",
     )  # ROUGE-L 0.75 would have said yes
+    # two mistakes agree only when they are the same mistake, however alike they read
+    lyon, marseille = (
+        _answer("student", "1", "The capital is Lyon.", False),
+        _answer(PRODUCTION, "1", "The capital is Marseille.", False),
+    )
+    assert agreement(lyon, marseille, 0.5) == (False, "both wrong, different answers")
+    assert agreement(lyon, {**lyon, "model": PRODUCTION, "answer": "the capital is LYON"}, 0.5)[0]
     unverified = _answer(PRODUCTION, "1", "The capital is Paris.", None)
     assert agreement(_answer("student", "1", "The capital is Paris.", None), unverified, 0.5)[0]
     assert not agreement(_answer("student", "1", "I cannot help with that.", None), unverified, 0.5)[0]
@@ -58,21 +65,31 @@ def test_agreement_per_slice_production_scored_and_the_disagreements_listed():
     production = ["It is Paris.", "Lima.", "negative", "Die Filiale öffnet um neun Uhr.", "営業時間は9時から17時です。"]
     student = ["Paris", "Quito.", "positive", "Die Filiale öffnet um neun Uhr morgens.", "わかりません。"]
     answers = judged(verify, rows, student, "student") + judged(verify, rows, production, PRODUCTION)
-    found = shadow(answers, ["student"], threshold=0.5)
+    found, differ = shadow(answers, ["student"], threshold=0.5)
     agreed = found.agreement["student"]
     assert found.prompts == 5
     assert {name: a.value for name, a in agreed.items()} == {"capitals": 0.5, "sentiment": 0.0, "chat": 0.5, "all": 0.4}
     assert {name: a.value for name, a in found.production.items()} == {"capitals": 1.0, "sentiment": 0.0, "all": 2 / 3}
-    why = {r["id"]: r["why"] for r in found.disagreements["student"]}
+    why = {r["id"]: r["why"] for r in differ["student"]}
     assert list(why) == ["c2", "f2", "s1"]  # by slice: capitals, chat, sentiment
     assert why["c2"] == "student wrong, production right" and why["s1"] == "student right, production wrong"
     assert why["f2"].startswith("ROUGE-L 0.")
-    table = shadow_markdown(found, "student", per_slice=5)
+    table = shadow_markdown(found, differ["student"], "student", per_slice=5)
     assert "| all | 0.40" in table and "Quito." in table and "3 disagreements" in table
 
 
 def test_no_production_answers_no_report():
-    assert shadow([_answer("student", "1", "x", None)], ["student"], 0.5) is None
+    assert shadow([_answer("student", "1", "x", None)], ["student"], 0.5) == (None, {})
+
+
+def _redacted(rows: list[dict], tmp_path, held_out: bool = True) -> list[dict]:
+    prompts = write_dataset(rows, tmp_path / "p.parquet", PROMPTS)
+    empty, quarantine = (
+        write_dataset([], tmp_path / f"{n}.parquet", s) for n, s in (("e", PROMPTS), ("q", QUARANTINE))
+    )
+    train, held = (empty, prompts) if held_out else (prompts, empty)
+    done = redact(RedactConfig(workers=1), train, held, quarantine, str(tmp_path / "o"))
+    return read_dataset(done.eval_prompts if held_out else done.train_prompts)
 
 
 def test_production_s_response_is_redacted_with_its_prompt_and_keeps_the_answer(tmp_path):
@@ -86,15 +103,22 @@ def test_production_s_response_is_redacted_with_its_prompt_and_keeps_the_answer(
         {"id": "4", "timestamp": None, "slice": "capitals", "prompt": "Capital of Chile?", "reference": "Santiago",
          "response": None},
     ]  # fmt: skip
-    prompts = write_dataset(rows, tmp_path / "p.parquet", PROMPTS)
-    empty, quarantine = (
-        write_dataset([], tmp_path / f"{n}.parquet", s) for n, s in (("e", PROMPTS), ("q", QUARANTINE))
-    )
-    out = read_dataset(redact(RedactConfig(workers=1), prompts, empty, quarantine, str(tmp_path / "o")).train_prompts)
+    out = _redacted(rows, tmp_path)
     assert out[0]["prompt"].startswith("Hallo, hier ist <PERSON_1>.")
     # one name, one placeholder (the rest as the English NER model reads German)
     assert out[0]["response"].startswith("Hallo <PERSON_1>, Ihr Paket") and "Jürgen" not in out[0]["response"]
-    assert out[1]["response"] == "Hi <PERSON_1>! Vienna is the capital."  # the reference is the task: it stays
+    assert out[1]["response"] == "Hi <PERSON_1>! Vienna is the capital."
     assert "<EMAIL_ADDRESS_1>" in out[1]["prompt"]
-    assert out[2]["response"] == "The capital is Buenos Aires."
+    assert out[2]["response"] == "The capital is Buenos Aires."  # the reference is the task: it stays
     assert out[3]["response"] is None
+    # a training row's response is read by nothing: it is not kept
+    assert [r["response"] for r in _redacted(rows, tmp_path / "train", held_out=False)] == [None] * 4
+
+
+def test_a_prompt_is_redacted_the_same_with_or_without_a_response(tmp_path):
+    row = {"id": "1", "timestamp": None, "slice": "authors", "prompt": "Hi, this is William. Who wrote Hamlet?",
+           "reference": "William Shakespeare"}  # fmt: skip
+    bare = _redacted([row | {"response": None}], tmp_path / "bare")
+    answered = _redacted([row | {"response": "William Shakespeare wrote it."}], tmp_path / "answered")
+    assert bare[0]["prompt"] == answered[0]["prompt"] and "William." not in answered[0]["prompt"]
+    assert answered[0]["response"] == "William Shakespeare wrote it."  # the reference: the task, kept

@@ -268,3 +268,24 @@ def test_too_little_new_traffic_ends_the_run_completed_not_failed(tmp_path):
     misnamed = busy_week.model_copy(update={"columns": busy_week.columns.model_copy(update={"timestamp": "ts"})})
     report = source(misnamed, [], str(tmp_path / "out5")).report
     assert report.finish is None and "source.columns.timestamp 'ts'" in report.stop
+
+
+def test_production_s_response_is_read_as_text_and_an_unreadable_one_leaves_the_prompt(tmp_path):
+    rows = [
+        {"slice": "s", "prompt": "Wie spät ist es?", "response": "Es ist zehn Uhr."},
+        {"slice": "s", "prompt": "What is 6 x 7?", "response": 42},
+        {"slice": "s", "prompt": "¿Dónde está mi pedido?", "response": {"role": "assistant", "content": "En camino."}},
+        {"slice": "s", "prompt": "配送状況は？", "response": [{"type": "text", "text": "発送済みです。"}]},
+        {"slice": "s", "prompt": "Status?", "response": {"status": 200, "body": "ok"}},  # an HTTP log's object
+        {"slice": "s", "prompt": "Ping?", "response": True},
+        {"slice": "s", "prompt": "Any news?"},
+    ]
+    (tmp_path / "log.jsonl").write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows))
+    result = source(SourceConfig(path=str(tmp_path / "log.jsonl"), sample_size=10, eval_size=0), [], str(tmp_path))
+    found = {r["prompt"]: r["response"] for r in read_dataset(result.train_prompts)}
+    assert found == {
+        "Wie spät ist es?": "Es ist zehn Uhr.", "What is 6 x 7?": "42", "¿Dónde está mi pedido?": "En camino.",
+        "配送状況は？": "発送済みです。", "Status?": None, "Ping?": None, "Any news?": None,
+    }  # fmt: skip
+    assert result.report.metrics["responses_unreadable"] == 2 and result.report.dropped["malformed"] == 0
+    assert "2 rows' 'response' is neither text nor a message" in " ".join(result.report.notes)

@@ -31,6 +31,7 @@ def test_datasets_by_uri_and_a_changed_one_is_refused(root, tmp_path):
         "reference": "4",
         "messages": None,
         "origin": "traffic",
+        "response": None,
     }
     rows = [row]
     ref = write_dataset(rows, f"{base}/stage/key/p.parquet", PROMPTS)

@@ -14,6 +14,8 @@ from tasks.verifiers.number import answer_number
         ("2 + 4 equals 6", "6"),
         ("Adding them makes 12 in total", "12"),
         ("No idea.", None),
+        ("Hi <PERSON_1>! 13", "13"),  # a redacted greeting's placeholder is no number
+        ("Hallo <PERSON_2>, Bestellung B7: 42", "42"),
     ],
 )
 def test_answer_number_finds_the_stated_result(answer, number):
