@@ -128,6 +128,11 @@ class DistillConfig(Config):
                 f"student.sizes {pruned} prune the teacher, and a served teacher has no weights here: set "
                 "student.prune_from to a local copy of its checkpoint, or give those sizes a checkpoint"
             )
+        if self.train.objective != "sft" and not self.teacher.has_checkpoint:
+            raise ValueError(
+                f"train.objective '{self.train.objective}' needs the teacher's weights here for its log-probabilities, "
+                "and a served teacher (teacher.backend 'openai') has none: use train.objective 'sft'"
+            )
         if self.stop_after == "judge" and not self.judge.slices:
             raise ValueError("stop_after 'judge' but no judge.slices: the judge stage would not run, nor the run stop")
         if not storage.is_local(self.work_dir) and self.request_store is None:
@@ -259,14 +264,16 @@ def renamed(result: StageResult, stage: str) -> StageResult:
     return result.model_copy(update={"report": result.report.model_copy(update={"stage": stage})})
 
 
-def _students(run: Run, cfg: DistillConfig, teacher: ModelRef | None, kept: Filtered, work: str) -> dict[str, Student]:
+def _students(
+    run: Run, cfg: DistillConfig, teacher: ModelRef | None, kept: Filtered, work: str, store: str
+) -> dict[str, Student]:
     """Every student, trained on the kept rows: the first, `student`, and one per `student.sizes`; then, with
     `dpo.enabled`, each one's DPO follow-up on the filter's verifier pairs, as `<name>_dpo`."""
     students = {}
     for name, start in reversed(cfg.student.variants().items()):  # the first last: stop_after 'train' is about it
         base = prepare_student(start, teacher, work)
         stage = "train" if name == STUDENT else f"train.{name}"
-        trained = placed("train", cfg.placement.train)(cfg.train, base, kept.rows, work)
+        trained = placed("train", cfg.placement.train)(cfg.train, base, kept.rows, work, teacher, store)
         trained = log_stage(run, renamed(trained, stage))
         log_steps(run, f"{stage}.curve", series(trained.curve))
         if trained.curve_plot:
@@ -332,7 +339,7 @@ def _distill(cfg: DistillConfig, work: str, store: str) -> DistillSummary:
         found = funnel(asked, rollouts.rollouts, filtered.rows, steps)
         log_funnel(run, found, precision, storage.join(work, "funnel"))  # before the filter's own stop_after
         kept = log_stage(run, filtered)
-        students = _students(run, cfg, teacher, kept, work)
+        students = _students(run, cfg, teacher, kept, work, store)
         scored = log_stage(
             run,
             placed("evaluate", cfg.placement.evaluate)(

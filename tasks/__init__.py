@@ -8,3 +8,5 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 # llmcompressor configures its loguru logger on import and again in oneshot (a warning per call on CPU: "No
 # accelerator available!"); its own switch keeps it off however often that happens.
 os.environ.setdefault("LLM_COMPRESSOR_LOG_DISABLED", "true")
+# TRL warns on every import from trl.experimental (GKD, for train.objective on_policy); the choice is made.
+os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")

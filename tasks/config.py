@@ -6,6 +6,7 @@ from pydantic import BaseModel, ConfigDict
 
 # how a student is fine-tuned (train.method): DPO goes on the same way
 TrainMethod = Literal["lora", "full", "qlora"]
+Divergence = Literal["forward_kl", "reverse_kl", "jsd"]  # what `kd` training minimises (tasks.kd_loss)
 
 # Marks a field that says where something is, or how patiently it is reached, not what is computed (a log's
 # path, a server's URL, timeouts): cache keys leave it out (tasks.cache.identity), so moving a log or

@@ -12,21 +12,22 @@ the student alike, and the divergence is taken between those:
 - `jsd`: the generalised Jensen-Shannon divergence of GKD (Agarwal et al. 2024) with weight `beta` on the teacher:
   beta · KL(teacher ‖ m) + (1 - beta) · KL(student ‖ m), m = beta · teacher + (1 - beta) · student.
 
-A temperature above 1 softens both (the student's logits exactly, the teacher's k + 1 buckets as they are
-stored), and the divergence is scaled by T² so its gradients keep their size (Hinton et al.). The mean is over
+A temperature above 1 softens both sides' k + 1 buckets alike (a student equal to the teacher stays at zero
+loss), and the divergence is scaled by T² so its gradients keep their size (Hinton et al.). The mean is over
 the positions the mask marks: the assistant's tokens only, as the SFT loss.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+import math
 
 import torch
 import torch.nn.functional as F
 
-Divergence = Literal["forward_kl", "reverse_kl", "jsd"]
+from tasks.config import Divergence
 
 _MAX_MASS = 1.0 - 1e-6  # the top-k never hold all the mass: log of the tail stays finite
+_FLOOR = -1e4  # log-probabilities below it (float16's -inf) count as this: 0 · -inf would be NaN
 
 
 def with_tail(top_log_probs: torch.Tensor) -> torch.Tensor:
@@ -35,20 +36,21 @@ def with_tail(top_log_probs: torch.Tensor) -> torch.Tensor:
     return torch.cat([top_log_probs, torch.log1p(-held)], dim=-1)
 
 
-def student_buckets(logits: torch.Tensor, top_ids: torch.Tensor, temperature: float) -> torch.Tensor:
-    """The student's (..., k + 1) bucket log-probabilities over the teacher's top-k tokens and the tail."""
-    log_probs = F.log_softmax(logits.float() / temperature, dim=-1)
-    return with_tail(log_probs.gather(-1, top_ids))
+def student_buckets(logits: torch.Tensor, top_ids: torch.Tensor) -> torch.Tensor:
+    """The student's (..., k + 1) bucket log-probabilities: the teacher's top-k tokens, then all the others."""
+    log_probs = F.log_softmax(logits.float(), dim=-1)
+    rest = log_probs.scatter(-1, top_ids, float("-inf"))
+    return torch.cat([log_probs.gather(-1, top_ids), torch.logsumexp(rest, dim=-1, keepdim=True)], dim=-1)
 
 
-def teacher_buckets(top_log_probs: torch.Tensor, temperature: float) -> torch.Tensor:
-    """The teacher's stored top-k log-probabilities as k + 1 buckets, softened by the temperature."""
-    buckets = with_tail(top_log_probs.float())
+def softened(buckets: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Bucket log-probabilities at a temperature, floored (both sides alike: equal buckets stay equal)."""
+    buckets = buckets.clamp(min=_FLOOR)
     return buckets if temperature == 1.0 else F.log_softmax(buckets / temperature, dim=-1)
 
 
 def _kl(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
-    """KL(p ‖ q) per position, from log-probabilities over the last axis."""
+    """KL(p ‖ q) per position, from floored log-probabilities over the last axis."""
     return (p.exp() * (p - q)).sum(-1)
 
 
@@ -59,9 +61,8 @@ def divergence(student: torch.Tensor, teacher: torch.Tensor, kind: Divergence, b
     if kind == "reverse_kl":
         return _kl(student, teacher)
     if not 0.0 < beta < 1.0:
-        raise ValueError(f"jsd needs 0 < beta < 1, got {beta}: beta 0 and 1 are the two KLs")
-    mixture = torch.logsumexp(torch.stack([teacher + torch.log(torch.tensor(beta)),
-                                           student + torch.log1p(torch.tensor(-beta))]), dim=0)  # fmt: skip
+        raise ValueError(f"jsd needs 0 < beta < 1, got {beta}: for the KL alone, use forward_kl or reverse_kl")
+    mixture = torch.logsumexp(torch.stack([teacher + math.log(beta), student + math.log1p(-beta)]), dim=0)
     return beta * _kl(teacher, mixture) + (1 - beta) * _kl(student, mixture)
 
 
@@ -79,8 +80,9 @@ def kd_loss(
     logits (B, T, V): the student's, already aligned with the positions they predict; top_ids and top_log_probs
     (B, T, k): the teacher's at the same positions; mask (B, T): true where the loss counts.
     """
+    mask = mask.bool()  # an int mask would index rows, not positions
     if not mask.any():
-        return logits.sum() * 0.0  # no assistant token in the batch: zero, still on the graph
-    ours = student_buckets(logits[mask], top_ids[mask], temperature)
-    theirs = teacher_buckets(top_log_probs[mask], temperature)
+        return logits[..., :0].sum()  # no assistant token in the batch: zero, still on the graph
+    ours = softened(student_buckets(logits[mask], top_ids[mask]), temperature)
+    theirs = softened(with_tail(top_log_probs[mask].float().clamp(min=_FLOOR)), temperature)
     return divergence(ours, theirs, kind, beta).mean() * temperature**2

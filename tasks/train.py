@@ -1,10 +1,11 @@
 """Train: fine-tune the student (tasks.student) on the kept teacher answers.
 
 SFT with TRL's SFTTrainer and a PEFT LoRA adapter (or every weight, or QLoRA on a 4-bit student on a GPU:
-`method`), loss on assistant tokens only (the chat
-template's {% generation %} markers), a validation split held out by prompt, eval loss every few
-steps, early stopping, and the best checkpoint kept. The adapter is the stage's model folder; the training
-curves (tasks.curves) go beside it as a PNG and into the result, for MLflow step metrics.
+`method`), loss on assistant tokens only (the chat template's {% generation %} markers); with `objective: kd`,
+mixed with the divergence from the teacher's top-k log-probabilities (tasks.kd_trainer). A validation split
+held out by prompt, eval loss every few steps, early stopping, and the best checkpoint kept. The adapter is
+the stage's model folder; the training curves (tasks.curves) go beside it as a PNG and into the result, for
+MLflow step metrics.
 """
 
 from __future__ import annotations
@@ -12,16 +13,18 @@ from __future__ import annotations
 import random
 import tempfile
 from pathlib import Path
+from typing import Literal
 
 from prefect import task
 from pydantic import Field
 
 from tasks import storage
 from tasks.cache import STAGE_TASK, stage_uri
-from tasks.config import Config, TrainMethod
+from tasks.config import Config, Divergence, TrainMethod
 from tasks.curves import CurvePoint, curve_from
 from tasks.curves import plot as plot_curve
-from tasks.models import load_for_training, model_ref
+from tasks.kd_trainer import KDSettings, attach_teacher, check_same_tokenizer, distillation_trainer_class
+from tasks.models import load_for_training, load_model, model_ref
 from tasks.refs import DatasetRef, ModelRef
 from tasks.stage import StageReport, StageResult, Timer, log, read_dataset
 
@@ -29,11 +32,40 @@ from tasks.stage import StageReport, StageResult, Timer, log, read_dataset
 class TrainConfig(Config):
     """How the student is fine-tuned (where it starts is the `student` section)."""
 
+    objective: Literal["sft", "kd", "on_policy"] = Field(
+        "sft",
+        description="sft: cross-entropy on the teacher's sampled answers; kd: mixed with the divergence from the "
+        "teacher's top-k log-probabilities at every answer token (computed once, kept in the request store); "
+        "on_policy: the student also answers itself and the teacher scores its tokens (TRL's GKD). kd and on_policy "
+        "need the teacher's weights here and a student with its tokenizer.",
+    )
     method: TrainMethod = Field(
         "lora",
         description="lora: an adapter on the frozen student; full: every weight trained; qlora: an adapter on the "
         "student loaded in 4-bit (bitsandbytes, CUDA only).",
     )
+    # ---- kd
+    kd_divergence: Divergence = Field(
+        "forward_kl",
+        description="forward_kl (teacher ‖ student, mass-covering), reverse_kl (student ‖ teacher, mode-seeking) "
+        "or jsd (generalised Jensen-Shannon, kd_beta on the teacher).",
+    )
+    kd_top_k: int = Field(20, ge=1, le=1000, description="Teacher tokens kept per position (the rest: one bucket).")
+    kd_temperature: float = Field(1.0, gt=0, description="Softens both distributions; the divergence is scaled by T².")
+    kd_beta: float = Field(0.5, gt=0, lt=1, description="jsd only: the teacher's weight in the mixture.")
+    kd_ce_weight: float = Field(
+        0.5, ge=0, le=1, description="Weight of the cross-entropy on the sampled answer; the divergence has the rest."
+    )
+    # ---- on_policy
+    on_policy_share: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="Share of steps on the student's own answers (GKD's lambda); the rest on the "
+        "teacher's sampled answers.",
+    )
+    on_policy_max_new_tokens: int = Field(48, ge=1, description="Longest answer the student writes on-policy.")
+    on_policy_temperature: float = Field(0.9, gt=0, description="The student's sampling temperature on-policy.")
     # ---- LoRA (and QLoRA)
     # a half-depth student needs repair, not a light touch: rank 64 and lr 2e-3 reached eval loss 4.3 in 30
     # demo steps where rank 16 at 5e-4 reached 7.3 (CPU, same data and time)
@@ -88,9 +120,15 @@ def check_method(config: TrainConfig) -> None:
 
 
 def sft_trainer(
-    config: TrainConfig, base_path: Path, train_rows: list[dict], validation_rows: list[dict], scratch: Path
+    config: TrainConfig,
+    base_path: Path,
+    train_rows: list[dict],
+    validation_rows: list[dict],
+    scratch: Path,
+    teacher_path: Path | None = None,
 ):
-    """TRL's SFTTrainer for LoRA on assistant tokens, eval loss every few steps, early stopping, best kept."""
+    """TRL's SFTTrainer for LoRA on assistant tokens, eval loss every few steps, early stopping, best kept; for
+    `kd`, ours with the divergence term; for `on_policy`, TRL's GKDTrainer with the teacher beside the student."""
     import torch
     from datasets import Dataset
     from peft import LoraConfig
@@ -109,9 +147,10 @@ def sft_trainer(
 
     on_gpu = torch.cuda.is_available()
     as_dataset = lambda part: Dataset.from_list([{"messages": r["messages"]} for r in part])  # noqa: E731
-    args = SFTConfig(
+    arguments = SFTConfig if config.objective != "on_policy" else on_policy_arguments(config)
+    args = arguments(
         output_dir=str(scratch / "checkpoints"),
-        assistant_only_loss=True,
+        assistant_only_loss=config.objective != "on_policy",  # GKD's collator masks all but the last answer
         max_length=config.max_length,
         per_device_train_batch_size=config.batch_size,
         per_device_eval_batch_size=config.batch_size,
@@ -140,8 +179,11 @@ def sft_trainer(
         target_modules=config.lora_targets,
         task_type="CAUSAL_LM",
     )
-    trainer = SFTTrainer(
+    trainer_class = {"sft": lambda: SFTTrainer, "kd": distillation_trainer_class, "on_policy": gkd_trainer_class}
+    teacher = {"teacher_model": load_model(str(teacher_path))[0]} if config.objective == "on_policy" else {}
+    trainer = trainer_class[config.objective]()(
         model=load_for_training(base_path, four_bit=config.method == "qlora"),
+        **teacher,
         args=args,
         train_dataset=as_dataset(train_rows),
         eval_dataset=as_dataset(validation_rows),
@@ -154,29 +196,84 @@ def sft_trainer(
 
 
 def sft(
-    config: TrainConfig, base: ModelRef, rows: list[dict], adapter_dir: Path, scratch: Path
+    config: TrainConfig,
+    base: ModelRef,
+    rows: list[dict],
+    adapter_dir: Path,
+    scratch: Path,
+    teacher: ModelRef | None = None,
+    store: str | None = None,
 ) -> tuple[dict[str, float], list[CurvePoint]]:
-    """LoRA SFT on assistant tokens; saves the best adapter to `adapter_dir`; returns metrics and curves."""
+    """SFT on assistant tokens (with `kd`, mixed with the divergence from the teacher's top-k); saves the best
+    adapter to `adapter_dir`; returns metrics and curves."""
     check_method(config)
     train_rows, validation_rows = split_by_prompt(rows, config.validation_share, config.seed)
     if not train_rows:
         raise ValueError(f"only {len(rows)} training rows, all held out for validation: sample more prompts")
-    trainer = sft_trainer(config, storage.local_folder(base.uri), train_rows, validation_rows, scratch)
-    before = trainer.evaluate()["eval_loss"]
+    if config.objective != "sft":
+        check_same_tokenizer(base, teacher)
+    teacher_path = storage.local_folder(teacher.uri) if config.objective == "on_policy" else None
+    trainer = sft_trainer(config, storage.local_folder(base.uri), train_rows, validation_rows, scratch, teacher_path)
+    metrics = {}
+    if config.objective == "kd":
+        settings = KDSettings(config.kd_divergence, config.kd_temperature, config.kd_beta, config.kd_ce_weight)
+        store = store or f"sqlite:///{scratch / 'top_k.db'}"  # a direct call without the run's store
+        metrics["teacher_top_k_computed"] = attach_teacher(trainer, teacher, store, config.kd_top_k, settings)
+    before = trainer.evaluate()
     result = trainer.train()
     trainer.save_model(str(adapter_dir))
-    metrics = {
+    metrics |= {
         "train_rows": len(train_rows),
         "validation_rows": len(validation_rows),
         "steps": result.global_step,
         "train_loss": result.training_loss,
-        "eval_loss_before": before,
+        "eval_loss_before": before["eval_loss"],
         "eval_loss_best": trainer.state.best_metric,
     }
+    if config.objective == "kd":  # the divergence alone, before and at the best checkpoint
+        best = [e for e in trainer.state.log_history if e.get("eval_loss") == trainer.state.best_metric]
+        metrics |= {"eval_divergence_before": before["eval_divergence"], "eval_divergence_best":
+                    best[-1]["eval_divergence"] if best else before["eval_divergence"]}  # fmt: skip
     return metrics, curve_from(trainer.state.log_history)
 
 
-def train(config: TrainConfig, base: ModelRef, rows_ref: DatasetRef, out_uri: str) -> Trained:
+def on_policy_arguments(config: TrainConfig):
+    """GKDConfig with the on-policy share, the student's sampling and the divergence (GKD's beta: 0 forward KL,
+    1 reverse KL, between them the generalised JSD), ready for the arguments every objective shares."""
+    from functools import partial
+
+    from trl.experimental.gkd import GKDConfig
+
+    beta = {"forward_kl": 0.0, "reverse_kl": 1.0, "jsd": config.kd_beta}[config.kd_divergence]
+    return partial(GKDConfig, lmbda=config.on_policy_share, beta=beta, temperature=config.on_policy_temperature,
+                   max_new_tokens=config.on_policy_max_new_tokens)  # fmt: skip
+
+
+def gkd_trainer_class():
+    from trl.experimental.gkd import GKDTrainer
+
+    return GKDTrainer
+
+
+def check_teacher(config: TrainConfig, teacher: ModelRef | None) -> None:
+    """`kd` and `on_policy` need the teacher's weights here (ValueError before any work)."""
+    if config.objective != "sft" and teacher is None:
+        raise ValueError(
+            f"train.objective '{config.objective}' needs the teacher's weights on this machine (an embedded or local "
+            "teacher, or vllm with a local checkpoint); a served teacher's log-probabilities are not used yet: use "
+            "train.objective 'sft'"
+        )
+
+
+def train(
+    config: TrainConfig,
+    base: ModelRef,
+    rows_ref: DatasetRef,
+    out_uri: str,
+    teacher: ModelRef | None = None,
+    store: str | None = None,
+) -> Trained:
+    check_teacher(config, teacher)
     with Timer() as timer:
         rows = read_dataset(rows_ref)
         if len(rows) < 2:
@@ -189,7 +286,7 @@ def train(config: TrainConfig, base: ModelRef, rows_ref: DatasetRef, out_uri: st
             tempfile.TemporaryDirectory(prefix="redistill-train-") as scratch,
             storage.model_folder(adapter_uri) as out,
         ):
-            metrics, curve = sft(config, base, rows, out, Path(scratch))
+            metrics, curve = sft(config, base, rows, out, Path(scratch), teacher, store)
         curve_uri = storage.join(out_uri, "curves.png")
         storage.write_bytes(plot_curve(curve), curve_uri)
     report = StageReport(stage="train", rows_in=len(rows), rows_out=len(rows), metrics=metrics, seconds=timer.seconds)
@@ -197,6 +294,14 @@ def train(config: TrainConfig, base: ModelRef, rows_ref: DatasetRef, out_uri: st
 
 
 @task(name="train_student", **STAGE_TASK)
-def train_student(config: TrainConfig, base: ModelRef, rows: DatasetRef, work_dir: str) -> Trained:
-    """LoRA-fine-tune the student on the kept answers."""
-    return train(config, base, rows, stage_uri(work_dir, "train", config, base, rows))
+def train_student(
+    config: TrainConfig,
+    base: ModelRef,
+    rows: DatasetRef,
+    work_dir: str,
+    teacher: ModelRef | None = None,
+    store: str | None = None,
+) -> Trained:
+    """Fine-tune the student on the kept answers (with `kd`, on the teacher's top-k too)."""
+    taught = teacher if config.objective != "sft" else None  # an sft student owes nothing to the teacher's weights
+    return train(config, base, rows, stage_uri(work_dir, "train", config, base, rows, taught), taught, store)

@@ -45,13 +45,31 @@ def test_zero_where_the_student_matches_and_gradients_flow_only_through_the_mask
     assert logits.grad[0, 2].abs().sum() == 0 and logits.grad[0, :2].abs().sum() > 0
 
 
-def test_temperature_scales_by_its_square_and_softens():
-    hot = kd_loss(LOGITS, TOP_IDS, TOP_LOG_PROBS, MASK, temperature=2.0).item()
-    assert hot != pytest.approx(kd_loss(LOGITS, TOP_IDS, TOP_LOG_PROBS, MASK).item())
-    # one position, both sides uniform over their buckets at any temperature: nothing to learn
-    flat = kd_loss(torch.zeros(1, 1, 2), torch.tensor([[[0]]]), torch.tensor([[[math.log(0.5)]]]),
-                   torch.tensor([[True]]), temperature=3.0)  # fmt: skip
-    assert flat.item() == pytest.approx(0.0, abs=1e-6)
+def test_temperature_softens_both_sides_alike_and_scales_by_its_square():
+    # position 2 alone at T = 2: buckets teacher (0.8, 0.2), student (0.25, 0.75), each softened to p^(1/2)
+    t = [math.sqrt(0.8), math.sqrt(0.2)]
+    s = [math.sqrt(0.25), math.sqrt(0.75)]
+    t, s = [v / sum(t) for v in t], [v / sum(s) for v in s]
+    by_hand = 4 * sum(a * math.log(a / b) for a, b in zip(t, s, strict=True))
+    second = torch.tensor([[False, True, False]])
+    assert kd_loss(LOGITS, TOP_IDS, TOP_LOG_PROBS, second, temperature=2.0).item() == pytest.approx(by_hand, rel=1e-5)
+    # a student equal to the teacher stays at zero at any temperature
+    student = torch.tensor([[[math.log(2), 0.0, 0.0]]])  # (0.5, 0.25, 0.25); the teacher's top-1 is token 0 at 0.5
+    same = kd_loss(student, torch.tensor([[[0]]]), torch.tensor([[[math.log(0.5)]]]), torch.tensor([[True]]),
+                   temperature=2.0)  # fmt: skip
+    assert same.item() == pytest.approx(0.0, abs=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["forward_kl", "reverse_kl", "jsd"])
+def test_infinities_give_finite_losses_and_gradients(kind):
+    logits = torch.tensor([[[float("-inf"), 0.0, 1.0], [0.0, 2.0, float("-inf")]]], requires_grad=True)
+    top_ids = torch.tensor([[[0, 1], [1, 2]]])
+    stored = torch.tensor([[[-0.1, float("-inf")], [-0.2, -3.0]]], dtype=torch.float16)  # float16's floor
+    loss = kd_loss(logits, top_ids, stored, torch.tensor([[1, 1]]), kind)  # an int mask counts as positions
+    loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(logits.grad).all()
+    nothing = kd_loss(logits, top_ids, stored, torch.tensor([[False, False]]), kind)
+    assert nothing.item() == 0.0 and nothing.requires_grad
 
 
 def test_jsd_refuses_the_endpoints():
