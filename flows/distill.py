@@ -273,7 +273,8 @@ def _students(
     for name, start in reversed(cfg.student.variants().items()):  # the first last: stop_after 'train' is about it
         base = prepare_student(start, teacher, work)
         stage = "train" if name == STUDENT else f"train.{name}"
-        trained = placed("train", cfg.placement.train)(cfg.train, base, kept.rows, work, teacher, store)
+        taught = teacher if cfg.train.objective != "sft" else None  # an sft student's key owes nothing to it
+        trained = placed("train", cfg.placement.train)(cfg.train, base, kept.rows, work, taught, store)
         trained = log_stage(run, renamed(trained, stage))
         log_steps(run, f"{stage}.curve", series(trained.curve))
         if trained.curve_plot:

@@ -20,6 +20,7 @@ from tasks.teacher_topk import TopK, sequence_key, stored_top_k
 
 @dataclass(frozen=True)
 class KDSettings:
+    top_k: int
     divergence: Divergence
     temperature: float
     beta: float
@@ -60,10 +61,19 @@ def batch_top_k(top_k: dict[str, TopK], input_ids, attention_mask, k: int):
 
 def check_same_tokenizer(student: ModelRef, teacher: ModelRef) -> None:
     """The divergence compares the two distributions token by token: the vocabularies must be one (ValueError)."""
-    from transformers import AutoTokenizer
+    from transformers import AutoConfig, AutoTokenizer
 
     theirs = AutoTokenizer.from_pretrained(storage.local_folder(teacher.uri)).get_vocab()
     ours = AutoTokenizer.from_pretrained(storage.local_folder(student.uri)).get_vocab()
+    # one tokenizer, two logit widths (Qwen2.5 0.5B and 7B): a teacher's id past the student's width breaks gather
+    widths = [AutoConfig.from_pretrained(storage.local_folder(m.uri)).get_text_config().vocab_size
+              for m in (student, teacher)]  # fmt: skip
+    if widths[0] != widths[1]:
+        raise ValueError(
+            f"train.objective needs the student's output layer as wide as the teacher's: {widths[0]} logits against "
+            f"{widths[1]} (one tokenizer, padded differently); use train.objective 'sft', or a student pruned from "
+            "the teacher (student.init 'prune')"
+        )
     if ours != theirs:
         differ = len(ours.items() ^ theirs.items())
         raise ValueError(
@@ -73,43 +83,59 @@ def check_same_tokenizer(student: ModelRef, teacher: ModelRef) -> None:
         )
 
 
-def attach_teacher(trainer, teacher: ModelRef, store_url: str, k: int, settings: KDSettings) -> int:
+def load_teacher(teacher: ModelRef):
+    """The teacher for its top-k pass, on the GPU where there is one (a 7B teacher's pass on a CPU takes hours)."""
+    import torch
+
+    model = load_model(teacher.uri)[0]
+    return model.to("cuda") if torch.cuda.is_available() else model
+
+
+def attach_teacher(trainer, teacher: ModelRef, store_url: str, settings: KDSettings) -> int:
     """Give a TopKDistillationTrainer the teacher's top-k for every row it will see (training and validation),
     from the request store or computed now and stored; returns how many rows were computed."""
     rows = prepared_rows(trainer.train_dataset) + prepared_rows(trainer.eval_dataset)
     store = open_store(store_url)
     try:
-        found, computed = stored_top_k(store, teacher.fingerprint, rows, k, lambda: load_model(teacher.uri)[0])
+        found, computed = stored_top_k(store, teacher.fingerprint, rows, settings.top_k, lambda: load_teacher(teacher))
     finally:
         store.close()
-    trainer.top_k = {sequence_key(ids): top for (ids, _), top in zip(rows, found, strict=True)}
-    trainer.k, trainer.kd = k, settings
+    trainer.attach({sequence_key(ids): top for (ids, _), top in zip(rows, found, strict=True)}, settings)
     return computed
 
 
 def distillation_trainer_class():
-    """SFTTrainer whose loss mixes cross-entropy with the divergence from the teacher's stored top-k; set
-    `top_k` (by sequence key) and `kd` before training."""
+    """SFTTrainer whose loss mixes cross-entropy with the divergence from the teacher's stored top-k, given to it
+    (by sequence key) with `attach` once it has prepared its datasets, before training."""
     import torch.nn.functional as F
     from trl import SFTTrainer
 
     from tasks.kd_loss import kd_loss
 
     class TopKDistillationTrainer(SFTTrainer):
-        top_k: dict[str, TopK] = {}
-        kd: KDSettings | None = None
-        k: int = 0
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.top_k: dict[str, TopK] | None = None
+            self.kd: KDSettings | None = None
+
+        def attach(self, top_k: dict[str, TopK], settings: KDSettings) -> None:
+            self.top_k, self.kd = top_k, settings
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            if self.top_k is None:
+                raise RuntimeError("no teacher top-k attached: call attach_teacher before training")
             labels = inputs["labels"]
             outputs = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], use_cache=False)
             logits = outputs.logits[:, :-1]
             targets = labels[:, 1:]
             counted = targets != -100
             ce = F.cross_entropy(logits[counted].float(), targets[counted]) if counted.any() else logits.sum() * 0
-            ids, log_probs, mask = batch_top_k(self.top_k, inputs["input_ids"], inputs["attention_mask"], self.k)
             settings = self.kd
-            divergence = kd_loss(logits, ids, log_probs, mask & counted, settings.divergence, settings.temperature,
+            ids, log_probs, mask = batch_top_k(self.top_k, inputs["input_ids"], inputs["attention_mask"],
+                                               settings.top_k)  # fmt: skip
+            if (counted & ~mask).any():  # the labels changed since the teacher's pass: never train on half the signal
+                raise RuntimeError("answer tokens without the teacher's top-k: the rows were tokenized otherwise")
+            divergence = kd_loss(logits, ids, log_probs, counted, settings.divergence, settings.temperature,
                                  settings.beta)  # fmt: skip
             loss = settings.ce_weight * ce + (1 - settings.ce_weight) * divergence
             parts = self._metrics["train" if self.model.training else "eval"]  # beside the mix, in the log

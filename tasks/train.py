@@ -179,9 +179,15 @@ def sft_trainer(
         target_modules=config.lora_targets,
         task_type="CAUSAL_LM",
     )
-    trainer_class = {"sft": lambda: SFTTrainer, "kd": distillation_trainer_class, "on_policy": gkd_trainer_class}
+    if config.objective == "kd":
+        trainer_class = distillation_trainer_class()
+    elif config.objective == "on_policy":
+        from trl.experimental.gkd import GKDTrainer as trainer_class
+    else:
+        trainer_class = SFTTrainer
+    # GKD holds the teacher beside the student (the accelerator places both)
     teacher = {"teacher_model": load_model(str(teacher_path))[0]} if config.objective == "on_policy" else {}
-    trainer = trainer_class[config.objective]()(
+    trainer = trainer_class(
         model=load_for_training(base_path, four_bit=config.method == "qlora"),
         **teacher,
         args=args,
@@ -192,6 +198,9 @@ def sft_trainer(
         callbacks=[EarlyStoppingCallback(early_stopping_patience=config.early_stopping_patience), LogProgress()],
     )
     trainer.remove_callback(PrinterCallback)  # prints every log dict; LogProgress says it in one line
+    # our loss and GKD's are means per batch: the trainer must average over accumulated steps itself (and GKD
+    # would count the teacher's answer tokens for an on-policy batch)
+    trainer.model_accepts_loss_kwargs = trainer.model_accepts_loss_kwargs and config.objective == "sft"
     return trainer
 
 
@@ -216,9 +225,11 @@ def sft(
     trainer = sft_trainer(config, storage.local_folder(base.uri), train_rows, validation_rows, scratch, teacher_path)
     metrics = {}
     if config.objective == "kd":
-        settings = KDSettings(config.kd_divergence, config.kd_temperature, config.kd_beta, config.kd_ce_weight)
+        settings = KDSettings(
+            config.kd_top_k, config.kd_divergence, config.kd_temperature, config.kd_beta, config.kd_ce_weight
+        )
         store = store or f"sqlite:///{scratch / 'top_k.db'}"  # a direct call without the run's store
-        metrics["teacher_top_k_computed"] = attach_teacher(trainer, teacher, store, config.kd_top_k, settings)
+        metrics["teacher_top_k_computed"] = attach_teacher(trainer, teacher, store, settings)
     before = trainer.evaluate()
     result = trainer.train()
     trainer.save_model(str(adapter_dir))
@@ -247,12 +258,6 @@ def on_policy_arguments(config: TrainConfig):
     beta = {"forward_kl": 0.0, "reverse_kl": 1.0, "jsd": config.kd_beta}[config.kd_divergence]
     return partial(GKDConfig, lmbda=config.on_policy_share, beta=beta, temperature=config.on_policy_temperature,
                    max_new_tokens=config.on_policy_max_new_tokens)  # fmt: skip
-
-
-def gkd_trainer_class():
-    from trl.experimental.gkd import GKDTrainer
-
-    return GKDTrainer
 
 
 def check_teacher(config: TrainConfig, teacher: ModelRef | None) -> None:
@@ -302,6 +307,5 @@ def train_student(
     teacher: ModelRef | None = None,
     store: str | None = None,
 ) -> Trained:
-    """Fine-tune the student on the kept answers (with `kd`, on the teacher's top-k too)."""
-    taught = teacher if config.objective != "sft" else None  # an sft student owes nothing to the teacher's weights
-    return train(config, base, rows, stage_uri(work_dir, "train", config, base, rows, taught), taught, store)
+    """Fine-tune the student on the kept answers (with `kd` and `on_policy`, on the teacher's distribution too)."""
+    return train(config, base, rows, stage_uri(work_dir, "train", config, base, rows, teacher), teacher, store)

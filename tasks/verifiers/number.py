@@ -15,8 +15,9 @@ from tasks.config import Config
 from tasks.verifiers.base import Verdict
 
 _STATED_NUMBER = re.compile(r"(?:=|\bis\b|\bequals\b|\bmakes\b)\s*(-?\d+(?:\.\d+)?)", re.IGNORECASE)
-# a number standing on its own: not the 1 of a placeholder (`<PERSON_1>`) or of an id like `A3`
-_ANY_NUMBER = re.compile(r"(?<!\w)-?\d+(?:\.\d+)?")
+# not the 1 of a placeholder (`<PERSON_1>`) or of an id like `A3`; after any other script's letters, a number
+# (答えは42です)
+_ANY_NUMBER = re.compile(r"(?<![A-Za-z_])-?\d+(?:\.\d+)?")
 
 
 def answer_number(text: str) -> str | None:

@@ -52,9 +52,30 @@ def test_kd_lowers_the_held_out_divergence_to_the_teacher(tiny_teacher, student,
     assert metrics["eval_divergence_best"] < metrics["eval_divergence_before"]
 
 
+def test_a_student_that_is_the_teacher_starts_at_zero_divergence(tiny_teacher, tmp_path):
+    """The stored top-k line up with the positions the loss counts: one position off, and the divergence of the
+    teacher from itself would not be zero."""
+    rows = write_dataset(_rows(12), tmp_path / "rows.parquet", TRAINING_ROWS)
+    config = TrainConfig(objective="kd", kd_ce_weight=0.0, epochs=1, batch_size=4, eval_every_steps=2,
+                         validation_share=0.25)  # fmt: skip
+    teacher = model_ref(str(tiny_teacher))
+    metrics = train(config, teacher, rows, str(tmp_path / "out"), teacher=teacher).report.metrics
+    assert metrics["eval_divergence_before"] == pytest.approx(0.0, abs=1e-3)  # float16 log-probabilities
+
+
 def test_on_policy_trains_on_the_student_s_own_answers_and_lowers_the_held_out_divergence(
-    tiny_teacher, student, tmp_path
+    tiny_teacher, student, tmp_path, monkeypatch
 ):
+    from trl.experimental.gkd import GKDTrainer
+
+    generated = []
+    original = GKDTrainer.generate_on_policy_outputs
+
+    def counted(model, inputs, generation_config):
+        generated.append(inputs["prompts"].shape[0])
+        return original(model, inputs, generation_config)
+
+    monkeypatch.setattr(GKDTrainer, "generate_on_policy_outputs", staticmethod(counted))
     rows = write_dataset(_rows(24), tmp_path / "rows.parquet", TRAINING_ROWS)
     config = TrainConfig(objective="on_policy", kd_divergence="reverse_kl", on_policy_share=0.5,
                          on_policy_max_new_tokens=8, epochs=2, batch_size=4, eval_every_steps=3, learning_rate=3e-3,
@@ -62,6 +83,7 @@ def test_on_policy_trains_on_the_student_s_own_answers_and_lowers_the_held_out_d
     result = train(config, student, rows, str(tmp_path / "out"), teacher=model_ref(str(tiny_teacher)))
     metrics = result.report.metrics  # GKD's eval loss is the divergence on the validation rows' answers
     assert metrics["eval_loss_best"] < metrics["eval_loss_before"]
+    assert 0 < len(generated) < metrics["steps"]  # about half the steps on the student's own answers
     assert (tmp_path / "out" / "adapter" / "adapter_config.json").exists()
 
 

@@ -16,6 +16,8 @@ from tasks.verifiers.number import answer_number
         ("No idea.", None),
         ("Hi <PERSON_1>! 13", "13"),  # a redacted greeting's placeholder is no number
         ("Hallo <PERSON_2>, Bestellung B7: 42", "42"),
+        ("答えは42です", "42"),  # a number right after a CJK letter is still one
+        ("合计12个", "12"),
     ],
 )
 def test_answer_number_finds_the_stated_result(answer, number):
