@@ -391,8 +391,8 @@ def shadow_metrics(found: Shadow | None) -> dict[str, float]:
 
 def interval_metrics(name: str, intervals: dict[str, Interval]) -> dict[str, float]:
     """`name.<slice>` and its `name_low.<slice>`, `name_high.<slice>`."""
-    return {f"{name}{part}.{k}": getattr(v, field) for k, v in intervals.items()
-            for part, field in (("", "value"), ("_low", "low"), ("_high", "high"))}  # fmt: skip
+    return {f"{name}{part}.{k}": value for k, v in intervals.items()
+            for part, value in (("", v.value), ("_low", v.low), ("_high", v.high))}  # fmt: skip
 
 
 @task(name="evaluate_models", **STAGE_TASK)

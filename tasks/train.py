@@ -2,7 +2,8 @@
 
 SFT with TRL's SFTTrainer and a PEFT LoRA adapter (or every weight, or QLoRA on a 4-bit student on a GPU:
 `method`), loss on assistant tokens only (the chat template's {% generation %} markers); with `objective: kd`,
-mixed with the divergence from the teacher's top-k log-probabilities (tasks.kd_trainer). A validation split
+mixed with the divergence from the teacher's top-k log-probabilities (tasks.kd_trainer); with `on_policy`,
+TRL's GKDTrainer, the student's own answers scored by the teacher. A validation split
 held out by prompt, eval loss every few steps, early stopping, and the best checkpoint kept. The adapter is
 the stage's model folder; the training curves (tasks.curves) go beside it as a PNG and into the result, for
 MLflow step metrics.
