@@ -205,6 +205,23 @@ def _run(args: argparse.Namespace, overrides: dict[str, str]) -> int:
     return 0
 
 
+def _compare(args: argparse.Namespace) -> int:
+    from mlflow.exceptions import MlflowException
+
+    from tasks.run_table import log_comparison, markdown, runs_compared
+    from tasks.tracking import TrackingConfig, tracking_uri
+
+    try:
+        uri = tracking_uri(TrackingConfig(tracking_uri=args.tracking_uri), args.work_dir)
+        rows = runs_compared(uri, args.runs)
+    except (ValueError, MlflowException) as e:  # no such run, or no MLflow to read
+        print(f"redistill: {e}", file=sys.stderr)
+        return 2
+    print(markdown(rows))
+    print(f"\nlogged as MLflow run {log_comparison(uri, rows)} at {uri}")
+    return 0
+
+
 def _deploy(args: argparse.Namespace, overrides: dict[str, str]) -> int:
     """Register the deployments on the stack's Prefect server (or $PREFECT_API_URL's), pointed at the stack."""
     import os
@@ -268,6 +285,12 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--seed", type=int, default=0, help="random seed")
     stack = commands.add_parser("stack", help="the local stack: PostgreSQL, S3, Prefect server + worker, MLflow")
     stack.add_argument("action", choices=("up", "status", "down"), help="start (idempotent), show health, or stop")
+    compare = commands.add_parser(
+        "compare", help="runs side by side (the student per slice, transfer, training cost), logged as a run too"
+    )
+    compare.add_argument("runs", nargs="+", metavar="RUN_ID", help="MLflow run ids (each run prints its own)")
+    compare.add_argument("--work-dir", default=".redistill", help="whose MLflow, when no tracking URI is given")
+    compare.add_argument("--tracking-uri", help="MLflow (default: $MLFLOW_TRACKING_URI, else the work dir's)")
     run = commands.add_parser("run", help="run the distillation flow", allow_abbrev=False)
     run.add_argument(
         "--refresh-cache", action="store_true", help="recompute every stage instead of reusing cached results"
@@ -288,6 +311,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     if args.command == "demo-data":
         return _demo_data(args)
+    if args.command == "compare":
+        return _compare(args)
     if args.command == "stack":
         from infra.stack import main as stack
 

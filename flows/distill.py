@@ -35,7 +35,7 @@ from tasks.gate import (
 )
 from tasks.judge import JudgeConfig, JudgeUncalibrated, WinRate, calibration_digest, judge_rollouts, win_rate
 from tasks.llm.config import LLMConfig
-from tasks.llm.types import ModelUnavailable
+from tasks.llm.types import ModelUnavailable, NoTeacherSignal
 from tasks.logfile.files import LogError
 from tasks.pii import RedactConfig
 from tasks.redact import redact_prompts
@@ -128,10 +128,11 @@ class DistillConfig(Config):
                 f"student.sizes {pruned} prune the teacher, and a served teacher has no weights here: set "
                 "student.prune_from to a local copy of its checkpoint, or give those sizes a checkpoint"
             )
-        if self.train.objective != "sft" and not self.teacher.has_checkpoint:
+        if self.train.objective == "on_policy" and not self.teacher.has_checkpoint:
             raise ValueError(
-                f"train.objective '{self.train.objective}' needs the teacher's weights here for its log-probabilities, "
-                "and a served teacher (teacher.backend 'openai') has none: use train.objective 'sft'"
+                "train.objective 'on_policy' needs the teacher's weights here to score the student's own answers, and "
+                "a served teacher (teacher.backend 'openai') has none: use train.objective 'kd' (its vLLM server "
+                "scores the kept answers) or 'sft'"
             )
         if self.stop_after == "judge" and not self.judge.slices:
             raise ValueError("stop_after 'judge' but no judge.slices: the judge stage would not run, nor the run stop")
@@ -219,7 +220,7 @@ def distill(config: DistillConfig = DistillConfig()) -> DistillSummary | Stopped
         return Failed(name="LogUnreadable", message=str(unreadable))
     except SandboxUnavailable as missing:  # never run a teacher's code loose, nor pay it for answers left unchecked
         return Failed(name="SandboxUnavailable", message=str(missing))
-    except (JudgeUncalibrated, EvalSetUnreadable) as mistake:  # the config's data, not a bug: one line, no traceback
+    except (JudgeUncalibrated, EvalSetUnreadable, NoTeacherSignal) as mistake:  # the config's, not a bug: one line
         return Failed(name=type(mistake).__name__, message=str(mistake))
     except ModelUnavailable as down:  # still down after the rollout's retries: which teacher, and its last error
         message = f"the teacher ({cfg.teacher.model}) did not answer: {down}; a retry of this run asks it only for "
@@ -273,7 +274,8 @@ def _students(
     for name, start in reversed(cfg.student.variants().items()):  # the first last: stop_after 'train' is about it
         base = prepare_student(start, teacher, work)
         stage = "train" if name == STUDENT else f"train.{name}"
-        taught = teacher if cfg.train.objective != "sft" else None  # an sft student's key owes nothing to it
+        # the teacher's weights, or its server; an sft student's cache key owes nothing to either
+        taught = (teacher or cfg.teacher.served()) if cfg.train.objective != "sft" else None
         trained = placed("train", cfg.placement.train)(cfg.train, base, kept.rows, work, taught, store)
         trained = log_stage(run, renamed(trained, stage))
         log_steps(run, f"{stage}.curve", series(trained.curve))

@@ -12,10 +12,20 @@ from dataclasses import dataclass
 
 from tasks import storage
 from tasks.config import Divergence
+from tasks.llm.config import ServedModel
 from tasks.llm.store import open_store
+from tasks.llm.types import NoTeacherSignal
 from tasks.models import load_model
 from tasks.refs import ModelRef
-from tasks.teacher_topk import TopK, sequence_key, stored_top_k
+from tasks.teacher_topk import Scorer, TopK, compute_top_k, sequence_key, served_top_k, stored_top_k
+
+Teacher = ModelRef | ServedModel  # its weights here, or its vLLM server
+
+# what a served teacher's tokenizer must split exactly as the student's: chat markers, accents, CJK, digits, emoji
+PROBE = [
+    {"role": "user", "content": "Größe? 東京都の人口は 1 400 万人。Ελληνικά, naïve café — 12 345,67 € 🙂"},
+    {"role": "assistant", "content": "Ça dépend: ~14,0 M (2024).\n\tok"},
+]
 
 
 @dataclass(frozen=True)
@@ -59,49 +69,88 @@ def batch_top_k(top_k: dict[str, TopK], input_ids, attention_mask, k: int):
     return ids.to(device), log_probs.to(device), mask.to(device)
 
 
-def check_same_tokenizer(student: ModelRef, teacher: ModelRef) -> None:
-    """The divergence compares the two distributions token by token: the vocabularies must be one (ValueError)."""
+def check_same_tokenizer(student: ModelRef, teacher: Teacher) -> None:
+    """The divergence compares the two distributions token by token: the vocabularies must be one
+    (NoTeacherSignal)."""
     from transformers import AutoConfig, AutoTokenizer
 
+    if isinstance(teacher, ServedModel):
+        return check_served_tokenizer(student, teacher)
     theirs = AutoTokenizer.from_pretrained(storage.local_folder(teacher.uri)).get_vocab()
     ours = AutoTokenizer.from_pretrained(storage.local_folder(student.uri)).get_vocab()
     # one tokenizer, two logit widths (Qwen2.5 0.5B and 7B): a teacher's id past the student's width breaks gather
     widths = [AutoConfig.from_pretrained(storage.local_folder(m.uri)).get_text_config().vocab_size
               for m in (student, teacher)]  # fmt: skip
     if widths[0] != widths[1]:
-        raise ValueError(
+        raise NoTeacherSignal(
             f"train.objective needs the student's output layer as wide as the teacher's: {widths[0]} logits against "
             f"{widths[1]} (one tokenizer, padded differently); use train.objective 'sft', or a student pruned from "
             "the teacher (student.init 'prune')"
         )
     if ours != theirs:
         differ = len(ours.items() ^ theirs.items())
-        raise ValueError(
+        raise NoTeacherSignal(
             f"train.objective needs the student to share the teacher's tokenizer: the student's has {len(ours)} "
             f"tokens, the teacher's {len(theirs)}, {differ} (token, id) pairs differ; use train.objective 'sft', or a "
             "student of the teacher's family (student.init 'prune')"
         )
 
 
-def load_teacher(teacher: ModelRef):
-    """The teacher for its top-k pass, on the GPU where there is one (a 7B teacher's pass on a CPU takes hours)."""
+def check_served_tokenizer(student: ModelRef, teacher: ServedModel) -> None:
+    """A served teacher's vocabulary is not readable, its tokenizer is: it must split a probe conversation (the
+    student's chat template over several scripts) into the student's own token ids."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(storage.local_folder(student.uri))
+    text = tokenizer.apply_chat_template(PROBE, tokenize=False)
+    ours, theirs = tokenizer.encode(text, add_special_tokens=False), served_client(teacher).tokenize(text)
+    if ours != theirs:
+        at = next((i for i, pair in enumerate(zip(ours, theirs, strict=False)) if pair[0] != pair[1]),
+                  min(len(ours), len(theirs)))  # fmt: skip
+        raise NoTeacherSignal(
+            f"train.objective 'kd' needs the student to share the teacher's tokenizer: the server ({teacher.model}) "
+            f"splits a probe into {len(theirs)} tokens, the student into {len(ours)}, differing from token {at} "
+            f"({tokenizer.decode(ours[at : at + 3])!r}); use train.objective 'sft', or a student of the teacher's "
+            "family"
+        )
+
+
+def served_client(teacher: ServedModel):
+    from tasks.llm.http import resolve_api_key
+    from tasks.llm.prompt_logprobs import PromptLogprobs
+
+    return PromptLogprobs(teacher, resolve_api_key(teacher.server))
+
+
+def scorer(teacher: Teacher) -> Scorer:
+    """The teacher's top-k pass: its server's, or its weights loaded here, on the GPU where there is one (a 7B
+    teacher's pass on a CPU takes hours)."""
     import torch
 
+    if isinstance(teacher, ServedModel):
+        client = served_client(teacher)
+        return lambda rows, k: served_top_k(client, rows, k)
     model = load_model(teacher.uri)[0]
-    return model.to("cuda") if torch.cuda.is_available() else model
+    model = model.to("cuda") if torch.cuda.is_available() else model
+    return lambda rows, k: compute_top_k(model, rows, k)
 
 
-def attach_teacher(trainer, teacher: ModelRef, store_url: str, settings: KDSettings) -> int:
+def attach_teacher(trainer, teacher: Teacher, store_url: str, settings: KDSettings) -> int:
     """Give a TopKDistillationTrainer the teacher's top-k for every row it will see (training and validation),
-    from the request store or computed now and stored; returns how many rows were computed."""
+    from the request store or scored now and stored; returns how many rows were scored."""
     rows = prepared_rows(trainer.train_dataset) + prepared_rows(trainer.eval_dataset)
     store = open_store(store_url)
     try:
-        found, computed = stored_top_k(store, teacher.fingerprint, rows, settings.top_k, lambda: load_teacher(teacher))
+        found, scored = stored_top_k(store, teacher.fingerprint, rows, settings.top_k, lambda: scorer(teacher))
     finally:
         store.close()
+    width = trainer.model.get_output_embeddings().weight.shape[0]
+    widest = max((int(top.ids.max()) for top in found if top.ids.size), default=-1)
+    if widest >= width:  # a served teacher's vocabulary could not be compared before
+        raise NoTeacherSignal(f"the teacher's top-k name token {widest}, past the student's {width} logits: "
+                              "one tokenizer, but a wider vocabulary; use train.objective 'sft'")  # fmt: skip
     trainer.attach({sequence_key(ids): top for (ids, _), top in zip(rows, found, strict=True)}, settings)
-    return computed
+    return scored
 
 
 def distillation_trainer_class():

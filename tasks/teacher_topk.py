@@ -1,11 +1,12 @@
 """The teacher's top-k log-probabilities at each assistant token of the training rows, computed once, stored.
 
 `kd` training (tasks.kd_loss) needs, for every position the loss counts, the teacher's k most likely next tokens
-and their log-probabilities. A local teacher computes them in one forward pass per row; each row's are committed
-to the durable request store (purpose `kd`, keyed by the row's token ids and the teacher's fingerprint with k)
-as soon as its batch is done, so a crash during the pass or the training, a second student, or a rerun never
-computes them again. Only the positions the loss counts are kept, as int32 token ids and float16
-log-probabilities: 6·k bytes a token before base64 (DistillKit stores about 300 bytes a token).
+and their log-probabilities. A local teacher computes them in one forward pass per row; a served one (vLLM) scores
+the row's own token ids. Each row's are committed to the durable request store (purpose `kd`, keyed by the row's
+token ids and the teacher's fingerprint with k) as soon as its batch is done, so a crash during the pass or the
+training, a second student, or a rerun never computes them again. Only the positions the loss counts are kept,
+as int32 token ids and float16 log-probabilities: 6·k bytes a token before base64 (DistillKit stores about 300
+bytes a token).
 """
 
 from __future__ import annotations
@@ -18,10 +19,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from tasks.llm.store import RequestStore
-from tasks.llm.types import Completion
+from tasks.llm.types import Completion, NoTeacherSignal
 from tasks.stage import Progress
 
 PURPOSE = "kd"
+Scorer = Callable[[list[tuple[list[int], list[int]]], int], list["TopK"]]  # rows, k -> each row's top-k
 
 
 @dataclass
@@ -73,27 +75,44 @@ def compute_top_k(model, rows: list[tuple[list[int], list[int]]], k: int) -> lis
     return out
 
 
+def served_top_k(client, rows: list[tuple[list[int], list[int]]], k: int) -> list[TopK]:
+    """The same from a served teacher (a tasks.llm.prompt_logprobs.PromptLogprobs): the distribution at position t
+    is the server's for token t + 1, each row sent as its own token ids."""
+    scored = client.top_k([ids for ids, _ in rows], k)
+    out = []
+    for (_, positions), per_token in zip(rows, scored, strict=True):
+        tops = [sorted(per_token[t + 1].items(), key=lambda item: -item[1])[:k] for t in positions]
+        if any(len(top) < k for top in tops):
+            raise NoTeacherSignal(f"the teacher's server gave fewer than {k} log-probabilities a token: lower "
+                                  "train.kd_top_k to its --max-logprobs, or raise that")  # fmt: skip
+        ids = np.array([[token for token, _ in top] for top in tops], dtype=np.int32).reshape(len(tops), k)
+        log_probs = np.array([[lp for _, lp in top] for top in tops], dtype=np.float16).reshape(len(tops), k)
+        out.append(TopK(positions=np.asarray(positions, dtype=np.int32), ids=ids, log_probs=log_probs))
+    return out
+
+
 def stored_top_k(
     store: RequestStore,
     fingerprint: str,
     rows: list[tuple[list[int], list[int]]],
     k: int,
-    load_teacher: Callable[[], object],
+    load_scorer: Callable[[], Scorer],
     batch_size: int = 8,
 ) -> tuple[list[TopK], int]:
-    """Each (token ids, positions) row's teacher top-k: from the store where it is there, else computed (the
-    teacher loaded only then) and committed batch by batch. Returns them in order, and how many were computed."""
+    """Each (token ids, positions) row's teacher top-k: from the store where it is there, else scored (the
+    teacher loaded, or its server reached, only then) and committed batch by batch. Returns them in order, and
+    how many were scored."""
     keyed = f"{fingerprint}:top{k}"
     keys = [sequence_key(ids) for ids, _ in rows]
     found = store.get(PURPOSE, keyed, sorted(set(keys)))
     have = {key: TopK.unpack(c.text) for (key, _), c in found.items()}
     missing = sorted({key: i for i, key in enumerate(keys) if key not in have}.values())
     if missing:
-        model = load_teacher()
+        score = load_scorer()
         progress = Progress("train teacher top-k", len(missing), unit="rows")
         for start in range(0, len(missing), batch_size):
             chosen = missing[start : start + batch_size]
-            for i, top in zip(chosen, compute_top_k(model, [rows[i] for i in chosen], k), strict=True):
+            for i, top in zip(chosen, score([rows[i] for i in chosen], k), strict=True):
                 have[keys[i]] = top
                 done = Completion(text=top.pack(), finish_reason="stop", prompt_tokens=len(rows[i][0]),
                                   completion_tokens=len(top.positions))  # fmt: skip

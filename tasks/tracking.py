@@ -86,22 +86,28 @@ def _plain(value):
     return value.model_dump(mode="json") if isinstance(value, BaseModel) else str(value)
 
 
+def tracking_uri(config: TrackingConfig, work_dir: str) -> str:
+    """The configured MLflow, else $MLFLOW_TRACKING_URI, else sqlite in the work dir (which must be local)."""
+    uri = config.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+    if uri:
+        return uri
+    if not storage.is_local(work_dir):
+        raise ValueError(f"work_dir {work_dir} is not on this machine: set tracking.tracking_uri (an MLflow server)")
+    return f"sqlite:///{(storage.local_path(work_dir) / 'mlflow.db').resolve()}"
+
+
 def start_run(
     config: TrackingConfig, work_dir: str, params: dict[str, str], run_name: str | None, stop_after: str | None = None
 ) -> Run:
     """Create the experiment if needed and a run with the config as params."""
     from mlflow.entities import Param
 
-    uri = config.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
-    local = uri is None
-    if local and not storage.is_local(work_dir):
-        raise ValueError(f"work_dir {work_dir} is not on this machine: set tracking.tracking_uri (an MLflow server)")
-    work_dir = storage.local_path(work_dir) if local else None
-    uri = uri or f"sqlite:///{(work_dir / 'mlflow.db').resolve()}"
+    uri = tracking_uri(config, work_dir)
+    local = not (config.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI"))  # artifacts beside the sqlite file
     client = _client(uri)
     experiment = client.get_experiment_by_name(config.experiment)
     if experiment is None:
-        location = (work_dir / "mlartifacts").resolve().as_uri() if local else None
+        location = (storage.local_path(work_dir) / "mlartifacts").resolve().as_uri() if local else None
         experiment_id = client.create_experiment(config.experiment, artifact_location=location)
     else:
         experiment_id = experiment.experiment_id

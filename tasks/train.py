@@ -2,7 +2,8 @@
 
 SFT with TRL's SFTTrainer and a PEFT LoRA adapter (or every weight, or QLoRA on a 4-bit student on a GPU:
 `method`), loss on assistant tokens only (the chat template's {% generation %} markers); with `objective: kd`,
-mixed with the divergence from the teacher's top-k log-probabilities (tasks.kd_trainer); with `on_policy`,
+mixed with the divergence from the teacher's top-k log-probabilities (its weights', or its vLLM server's:
+tasks.kd_trainer); with `on_policy`,
 TRL's GKDTrainer, the student's own answers scored by the teacher. A validation split
 held out by prompt, eval loss every few steps, early stopping, and the best checkpoint kept. The adapter is
 the stage's model folder; the training curves (tasks.curves) go beside it as a PNG and into the result, for
@@ -24,7 +25,7 @@ from tasks.cache import STAGE_TASK, stage_uri
 from tasks.config import Config, Divergence, TrainMethod
 from tasks.curves import CurvePoint, curve_from
 from tasks.curves import plot as plot_curve
-from tasks.kd_trainer import KDSettings, attach_teacher, check_same_tokenizer, distillation_trainer_class
+from tasks.kd_trainer import KDSettings, Teacher, attach_teacher, check_same_tokenizer, distillation_trainer_class
 from tasks.models import load_for_training, load_model, model_ref
 from tasks.refs import DatasetRef, ModelRef
 from tasks.stage import StageReport, StageResult, Timer, log, read_dataset
@@ -37,8 +38,9 @@ class TrainConfig(Config):
         "sft",
         description="sft: cross-entropy on the teacher's sampled answers; kd: mixed with the divergence from the "
         "teacher's top-k log-probabilities at every answer token (computed once, kept in the request store); "
-        "on_policy: the student also answers itself and the teacher scores its tokens (TRL's GKD). kd and on_policy "
-        "need the teacher's weights here and a student with its tokenizer.",
+        "on_policy: the student also answers itself and the teacher scores its tokens (TRL's GKD). Both need a "
+        "student with the teacher's tokenizer; kd, the teacher's weights here or its vLLM server (it returns "
+        "prompt_logprobs; its --max-logprobs caps kd_top_k); on_policy, its weights.",
     )
     method: TrainMethod = Field(
         "lora",
@@ -211,7 +213,7 @@ def sft(
     rows: list[dict],
     adapter_dir: Path,
     scratch: Path,
-    teacher: ModelRef | None = None,
+    teacher: Teacher | None = None,
     store: str | None = None,
 ) -> tuple[dict[str, float], list[CurvePoint]]:
     """SFT on assistant tokens (with `kd`, mixed with the divergence from the teacher's top-k); saves the best
@@ -261,13 +263,15 @@ def on_policy_arguments(config: TrainConfig):
                    max_new_tokens=config.on_policy_max_new_tokens)  # fmt: skip
 
 
-def check_teacher(config: TrainConfig, teacher: ModelRef | None) -> None:
-    """`kd` and `on_policy` need the teacher's weights here (ValueError before any work)."""
-    if config.objective != "sft" and teacher is None:
+def check_teacher(config: TrainConfig, teacher: Teacher | None) -> None:
+    """`kd` needs the teacher's weights here or its vLLM server, `on_policy` its weights (ValueError before any
+    work)."""
+    if config.objective == "kd" and teacher is None:
+        raise ValueError("train.objective 'kd' needs the teacher: its weights here, or its vLLM server")
+    if config.objective == "on_policy" and not isinstance(teacher, ModelRef):
         raise ValueError(
-            f"train.objective '{config.objective}' needs the teacher's weights on this machine (an embedded or local "
-            "teacher, or vllm with a local checkpoint); a served teacher's log-probabilities are not used yet: use "
-            "train.objective 'sft'"
+            "train.objective 'on_policy' needs the teacher's weights on this machine (an embedded or local teacher, "
+            "or vllm with a local checkpoint): it scores every answer the student writes; use train.objective 'kd'"
         )
 
 
@@ -276,7 +280,7 @@ def train(
     base: ModelRef,
     rows_ref: DatasetRef,
     out_uri: str,
-    teacher: ModelRef | None = None,
+    teacher: Teacher | None = None,
     store: str | None = None,
 ) -> Trained:
     check_teacher(config, teacher)
@@ -305,8 +309,9 @@ def train_student(
     base: ModelRef,
     rows: DatasetRef,
     work_dir: str,
-    teacher: ModelRef | None = None,
+    teacher: Teacher | None = None,
     store: str | None = None,
 ) -> Trained:
-    """Fine-tune the student on the kept answers (with `kd` and `on_policy`, on the teacher's distribution too)."""
+    """Fine-tune the student on the kept answers (with `kd` and `on_policy`, on the teacher's distribution too:
+    `teacher` is its weights, or with `kd` its vLLM server)."""
     return train(config, base, rows, stage_uri(work_dir, "train", config, base, rows, teacher), teacher, store)

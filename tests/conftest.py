@@ -21,6 +21,13 @@ def tiny_teacher(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def sharp_teacher(tmp_path_factory) -> Path:
+    """The tiny teacher with a peaked distribution of its own at every position (a random model's are all near
+    uniform: a distillation signal one position off would hardly show)."""
+    return build_tiny_teacher(tmp_path_factory.mktemp("sharp-teacher"), logit_scale=30.0)
+
+
+@pytest.fixture(scope="session")
 def vllm_teacher(tiny_teacher, tmp_path_factory):
     """vLLM's OpenAI-compatible server (its CPU build, own environment) serving the tiny teacher as "teacher";
     tests may kill and restart it. Skips where vLLM's environment is missing (make vllm-env)."""

@@ -11,9 +11,10 @@ ORIGINAL_CHATML = (
 )
 
 
-def build_tiny_teacher(out_dir: Path, layers: int = 4, seed: int = 0) -> Path:
+def build_tiny_teacher(out_dir: Path, layers: int = 4, seed: int = 0, logit_scale: float = 1.0) -> Path:
     """Llama-shaped: hidden 128 (AWQ's group 32 divides it), 2 heads of 64 (a width vLLM's CPU attention
-    kernels support), saved with the fixed SmolLM2 tokenizer."""
+    kernels support), saved with the fixed SmolLM2 tokenizer. Random weights predict almost uniformly;
+    `logit_scale` (on the final norm) makes each position's distribution peaked and its own."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -35,6 +36,8 @@ def build_tiny_teacher(out_dir: Path, layers: int = 4, seed: int = 0) -> Path:
         pad_token_id=tokenizer.pad_token_id,
     )
     model = LlamaForCausalLM(config)
+    with torch.no_grad():
+        model.model.norm.weight.mul_(logit_scale)
     model.generation_config.eos_token_id = config.eos_token_id
     model.generation_config.pad_token_id = config.pad_token_id
     model.save_pretrained(out_dir)

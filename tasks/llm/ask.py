@@ -24,7 +24,8 @@ from tasks.refs import ModelRef
 def fingerprint(config: LLMConfig, checkpoint: ModelRef | None) -> str:
     """What makes two answers comparable: backend, model identity, sampling (not N, not batching, and
     not whether log-probabilities were asked for). A served model is known by its served name."""
-    identity = f"served:{config.model}" if config.backend == "openai" else checkpoint.fingerprint
+    served = config.served()
+    identity = served.fingerprint if served else checkpoint.fingerprint
     plain = json.dumps([config.backend, identity, config.sampling.model_dump(exclude={"logprobs"})], sort_keys=True)
     return hashlib.sha256(plain.encode()).hexdigest()[:16]
 
@@ -37,7 +38,8 @@ def make_backend(config: LLMConfig, checkpoint: ModelRef | None) -> Backend:
 
             return LocalBackend.from_checkpoint(checkpoint.uri, config.sampling, config.batch_size, config.seed)
         case "openai":
-            from tasks.llm.openai_server import OpenAIBackend, resolve_api_key
+            from tasks.llm.http import resolve_api_key
+            from tasks.llm.openai_server import OpenAIBackend
 
             api_key = resolve_api_key(config.server)
             return OpenAIBackend(config.server, config.model, config.sampling, config.seed, api_key)

@@ -59,6 +59,17 @@ class ServerConfig(Config):
     )
 
 
+class ServedModel(Config):
+    """A model behind an OpenAI-compatible server, known by the name it is served under (no weights here)."""
+
+    model: str = Field(description="The served model name: its identity (change it when the weights change).")
+    server: ServerConfig = ServerConfig()
+
+    @property
+    def fingerprint(self) -> str:
+        return f"served:{self.model}"
+
+
 class VLLMConfig(Config):
     """vLLM's offline engine, for GPU workers (its CPU build runs the tests)."""
 
@@ -98,6 +109,10 @@ class LLMConfig(Config):
         if self.backend == "openai" and self.model == EMBEDDED:
             raise ValueError("backend 'openai' needs `model`: the name the server serves the model under")
         return self
+
+    def served(self) -> ServedModel | None:
+        """The model as its server knows it, for a served model (backend `openai`); none where the weights are here."""
+        return ServedModel(model=self.model, server=self.server) if self.backend == "openai" else None
 
     @property
     def has_checkpoint(self) -> bool:

@@ -58,6 +58,11 @@ class ModelUnavailable(RuntimeError):
     """The model did not answer after every retry: the task fails and Prefect retries it later."""
 
 
+class NoTeacherSignal(ValueError):
+    """`kd` cannot have the teacher's distribution: its server returns no log-probabilities over given tokens, or
+    its tokenizer is not the student's (one line, before training)."""
+
+
 _THINK = re.compile(r"<think>(.*?)</think>", re.DOTALL)
 
 

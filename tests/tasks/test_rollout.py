@@ -112,7 +112,7 @@ def test_the_api_key_comes_from_a_prefect_secret_block_before_the_environment(pr
     from prefect.blocks.system import Secret
 
     from tasks.llm.config import ServerConfig
-    from tasks.llm.openai_server import resolve_api_key
+    from tasks.llm.http import resolve_api_key
 
     Secret(value="sk-from-block").save("teacher-key", overwrite=True)
     monkeypatch.setenv("TEACHER_KEY", "sk-from-env")

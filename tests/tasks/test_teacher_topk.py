@@ -42,7 +42,8 @@ def test_stored_once_and_reused_after_a_restart_without_loading_the_teacher(tiny
 
     def teacher():
         loads.append(1)
-        return load_model(str(tiny_teacher))[0]
+        model = load_model(str(tiny_teacher))[0]
+        return lambda batch, k: compute_top_k(model, batch, k)
 
     store = open_store(str(tmp_path / "store.db"))
     first, computed = stored_top_k(store, "teacher-v1", rows, 4, teacher, batch_size=1)

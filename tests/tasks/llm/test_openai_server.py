@@ -5,7 +5,8 @@ from email.utils import formatdate
 import pytest
 
 from tasks.llm.config import ServerConfig
-from tasks.llm.openai_server import backoff_s, parse_choices, retry_after_s
+from tasks.llm.http import backoff_s, retry_after_s
+from tasks.llm.openai_server import parse_choices
 from tasks.llm.types import split_reasoning
 
 
