@@ -17,7 +17,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from flows.cli import build_config  # noqa: E402
+from flows.cli import build_config, incidental_params  # noqa: E402
 from tasks.run_table import log_comparison, markdown, runs_compared  # noqa: E402
 
 SETTINGS = {
@@ -40,10 +40,16 @@ def main() -> None:
     for name in args.names or SETTINGS:
         overrides = {"source.path": str(ROOT / "data" / "demo_traffic.jsonl"), "work_dir": args.work_dir,
                      "stop_after": "evaluate", "run_name": f"objective-{name}", **SETTINGS[name]}  # fmt: skip
-        stopped = distill(build_config(None, overrides))
+        state = distill(build_config(None, overrides), return_state=True)
+        if state.is_failed():  # the others still compared
+            print(f"{name}: {state.message}")
+            continue
+        stopped = state.result()
         run_ids.append(stopped.mlflow_run_id)
         tracking_uri = stopped.tracking_uri
-    rows = runs_compared(tracking_uri, run_ids)
+    if not run_ids:
+        sys.exit("no objective finished")
+    rows = runs_compared(tracking_uri, run_ids, incidental_params())
     print(markdown(rows))
     print(f"\nlogged as MLflow run {log_comparison(tracking_uri, rows, 'objectives')} at {tracking_uri}")
 

@@ -205,20 +205,35 @@ def _run(args: argparse.Namespace, overrides: dict[str, str]) -> int:
     return 0
 
 
+def incidental_params() -> tuple[str, ...]:
+    """Params that tell two runs apart without saying anything about what was trained: where things are (PLACE
+    fields), the run's name and stop, and the sections about services and placement."""
+    from flows.distill import DistillConfig
+    from tasks.config import place_fields
+
+    sections = ("run_name", "work_dir", "request_store", "stop_after", "tracking.", "storage.", "placement.")
+    return tuple(sorted(place_fields(DistillConfig))) + sections
+
+
 def _compare(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from mlflow.exceptions import MlflowException
 
     from tasks.run_table import log_comparison, markdown, runs_compared
     from tasks.tracking import TrackingConfig, tracking_uri
+    from tasks.urls import masked
 
     try:
         uri = tracking_uri(TrackingConfig(tracking_uri=args.tracking_uri), args.work_dir)
-        rows = runs_compared(uri, args.runs)
-    except (ValueError, MlflowException) as e:  # no such run, or no MLflow to read
-        print(f"redistill: {e}", file=sys.stderr)
+        if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
+            raise ValueError(f"no MLflow runs in {args.work_dir} (no mlflow.db): pass --work-dir or --tracking-uri")
+        rows = runs_compared(uri, args.runs, incidental_params())
+        print(markdown(rows))
+        print(f"\nlogged as MLflow run {log_comparison(uri, rows)} at {masked(uri)}")
+    except (ValueError, MlflowException) as e:  # no such run, or no MLflow to read or write
+        print(f"redistill: {masked(str(e))}", file=sys.stderr)
         return 2
-    print(markdown(rows))
-    print(f"\nlogged as MLflow run {log_comparison(uri, rows)} at {uri}")
     return 0
 
 

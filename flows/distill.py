@@ -14,6 +14,7 @@ from flows.preflight import ServiceDown, check_services
 from tasks import storage
 from tasks.cache import cached
 from tasks.config import Config
+from tasks.coverage import map_coverage
 from tasks.curves import series
 from tasks.decontaminate import DecontaminateConfig, EvalSetUnreadable, decontaminate_prompts, eval_sets_digest
 from tasks.dedup import DedupConfig, dedup_rollouts
@@ -43,6 +44,7 @@ from tasks.refs import STUDENT, DatasetRef, ModelRef, Student
 from tasks.replay import ReplayConfig, replay_prompts
 from tasks.rollout import RolloutConfig
 from tasks.schedule import ScheduleConfig
+from tasks.selection import SelectConfig, select_rows
 from tasks.serve import ServeConfig
 from tasks.source import SourceConfig, log_digest, source_prompts
 from tasks.stage import StageReport, StageResult, dataset_ref, read_dataset, read_table
@@ -103,6 +105,7 @@ class DistillConfig(Config):
     judge: JudgeConfig = JudgeConfig()
     dedup: DedupConfig = DedupConfig()
     filter: FilterConfig = FilterConfig()
+    select: SelectConfig = SelectConfig()
     train: TrainConfig = TrainConfig()
     dpo: PreferenceConfig = PreferenceConfig()
     evaluate: EvaluateConfig = EvaluateConfig()
@@ -298,6 +301,9 @@ def _distill(cfg: DistillConfig, work: str, store: str) -> DistillSummary:
         label_slices = cfg.verify.slices_needing_labels()
         sourced = log_stage(run, cached(source_prompts)(cfg.source, label_slices, log_digest(cfg.source.path), work))
         verify = with_labels(cfg.verify, sourced.labels)
+        if sourced.coverage_map:  # before any teacher call: is the sample where production is?
+            covered = log_stage(run, cached(map_coverage)(cfg.source.coverage, cfg.redact, sourced.coverage_map, work))
+            log_image(run, covered.plot, "coverage/coverage.png", "production's prompts by cluster, the sample ringed")
         redacted = log_stage(
             run,
             cached(redact_prompts)(cfg.redact, sourced.train_prompts, sourced.eval_prompts, sourced.quarantine, work),
@@ -336,12 +342,18 @@ def _distill(cfg: DistillConfig, work: str, store: str) -> DistillSummary:
             run, cached(dedup_rollouts)(cfg.dedup, rollouts.rollouts, verdicts.verdicts, judgments, work)
         )
         filtered = cached(filter_rollouts)(cfg.filter, unique.rollouts, verdicts.verdicts, judgments, work)
+        selected = cfg.select.budget and cached(select_rows)(
+            cfg.select, filtered.rows, verdicts.verdicts, judgments, work
+        )
         steps = [Step("decontaminate", clean.rejected, "prompt"), Step("rollout", rollouts.rejected, "prompt"),
                  Step("dedup", unique.rejected, "sample"), Step("filter", filtered.rejected, "sample")]  # fmt: skip
+        steps += [Step("selection", selected.rejected, "sample")] if selected else []
         precision = judged.report.metrics.get("calibration.precision") if judged else None
-        found = funnel(asked, rollouts.rollouts, filtered.rows, steps)
+        found = funnel(asked, rollouts.rollouts, (selected or filtered).rows, steps)
         log_funnel(run, found, precision, storage.join(work, "funnel"))  # before the filter's own stop_after
         kept = log_stage(run, filtered)
+        if selected:  # the filter's pairs stay for DPO; its rows are the selection's
+            kept = kept.model_copy(update={"rows": log_stage(run, selected).rows})
         students = _students(run, cfg, teacher, kept, work, store)
         scored = log_stage(
             run,

@@ -3,8 +3,9 @@ from where: configs and the digests of datasets and models, plus the identity of
 
 Code identity is the AST of the stage's module and of every project module it imports (its own
 family, tasks/llm or tasks/verifiers, and the core), without docstrings, comments or field
-descriptions: prose edits invalidate nothing, and an OpenAI-backend edit never retrains the student
-(train imports nothing of the LLM layer).
+descriptions: prose edits invalidate nothing, and a chat-backend or sampling edit never retrains the student
+(of the LLM layer, train imports only the request store, where the teacher's top-k are kept, and what asks a
+served teacher for them: tasks/llm/served.py, http.py, prompt_logprobs.py).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The base of every config section (imports only pydantic: vLLM's environment uses it too)."""
 
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict
 
@@ -19,3 +19,15 @@ class Config(BaseModel):
     the default."""
 
     model_config = ConfigDict(extra="forbid")
+
+
+def place_fields(config: type[BaseModel], prefix: str = "") -> set[str]:
+    """The dotted names of a config's PLACE fields, at any depth (`teacher.server.base_url`)."""
+    found = set()
+    for name, field in config.model_fields.items():
+        if field.json_schema_extra == PLACE:
+            found.add(prefix + name)
+        for kind in (field.annotation, *get_args(field.annotation)):  # a section, or one in a union with None
+            if isinstance(kind, type) and issubclass(kind, BaseModel):
+                found |= place_fields(kind, f"{prefix}{name}.")
+    return found

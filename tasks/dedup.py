@@ -29,6 +29,7 @@ from tasks.config import Config
 from tasks.minhash import Banding, Duplicates, exact_jaccard, near_duplicates
 from tasks.refs import DatasetRef
 from tasks.schemas import ROLLOUTS
+from tasks.semdedup import semantic_duplicates
 from tasks.stage import (
     StageReport,
     StageResult,
@@ -58,6 +59,13 @@ class DedupConfig(Config):
         "threshold, at the cost of checking more.",
     )  # fmt: skip
     rows_per_band: int = Field(4, ge=1, description="MinHash values per band (bands x rows permutations).")
+    semantic_threshold: float | None = Field(
+        None,
+        gt=0,
+        le=1,
+        description="After MinHash, SemDedup: what is left is embedded, and a text whose cosine similarity to a better "
+        "kept one reaches this is dropped too (0.95 is SemDedup's usual); none: off.",
+    )
 
     def banding(self) -> Banding:
         return Banding(shingle_words=self.shingle_words, bands=self.bands, rows=self.rows_per_band)
@@ -144,12 +152,32 @@ def prompt_reasons(table: pa.Table, order: np.ndarray, config: DedupConfig) -> d
     return {row: dropped[pid] for row, pid in enumerate(ids) if pid in dropped}
 
 
+def semantic_reasons(
+    table: pa.Table, order: np.ndarray, reasons: dict[int, str], config: DedupConfig
+) -> dict[int, str]:
+    """{row: reason} for the rows MinHash kept that repeat a better kept row in meaning (question and answer, or
+    with `level: prompt` the question, with all its samples)."""
+    keys, asked, ids = _keys(table), _asked(table), table["prompt_id"].to_pylist()
+    answers = table["completion"].to_pylist()
+    alive = [int(i) for i in order if int(i) not in reasons]  # best first
+    if config.level == "prompt":
+        ranked = list(dict.fromkeys(ids[i] for i in alive))
+        text = dict(zip(ids, asked, strict=True))
+        found = semantic_duplicates([text[p] for p in ranked], config.semantic_threshold)
+        gone = {ranked[i]: f"semantic_duplicate_prompt:{ranked[j]} cosine {c:.2f}" for i, (j, c) in found.items()}
+        return {row: gone[ids[row]] for row in alive if ids[row] in gone}
+    found = semantic_duplicates([f"{asked[i]}\n{answers[i]}" for i in alive], config.semantic_threshold)
+    return {alive[i]: f"semantic_duplicate:{keys[alive[j]]} cosine {c:.2f}" for i, (j, c) in found.items()}
+
+
 def dedup_table(
     config: DedupConfig, table: pa.Table, verdicts: pa.Table, judgments: pa.Table | None = None
 ) -> tuple[pa.Table, pa.Table]:
     """Kept samples and rejected ones (with a `reason`), each in input order."""
     order = best_first(table, verdicts, judgments)
     reasons = (prompt_reasons if config.level == "prompt" else response_reasons)(table, order, config)
+    if config.semantic_threshold:
+        reasons |= semantic_reasons(table, order, reasons, config)
     dropped = np.zeros(len(table), dtype=bool)
     dropped[list(reasons)] = True
     rejected = table.filter(pa.array(dropped))

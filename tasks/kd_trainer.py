@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from tasks import storage
 from tasks.config import Divergence
-from tasks.llm.config import ServedModel
+from tasks.llm.served import ServedModel
 from tasks.llm.store import open_store
 from tasks.llm.types import NoTeacherSignal
 from tasks.models import load_model
@@ -97,12 +97,14 @@ def check_same_tokenizer(student: ModelRef, teacher: Teacher) -> None:
 
 
 def check_served_tokenizer(student: ModelRef, teacher: ServedModel) -> None:
-    """A served teacher's vocabulary is not readable, its tokenizer is: it must split a probe conversation (the
-    student's chat template over several scripts) into the student's own token ids."""
+    """A served teacher's vocabulary is not readable, its tokenizer is: it must split a probe (the student's chat
+    template over several scripts, then every added token the student has: where one family's versions differ)
+    into the student's own token ids."""
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(storage.local_folder(student.uri))
-    text = tokenizer.apply_chat_template(PROBE, tokenize=False)
+    added = [token.content for _, token in sorted(tokenizer.added_tokens_decoder.items())]
+    text = tokenizer.apply_chat_template(PROBE, tokenize=False) + "\n".join(added)
     ours, theirs = tokenizer.encode(text, add_special_tokens=False), served_client(teacher).tokenize(text)
     if ours != theirs:
         at = next((i for i, pair in enumerate(zip(ours, theirs, strict=False)) if pair[0] != pair[1]),
@@ -116,6 +118,7 @@ def check_served_tokenizer(student: ModelRef, teacher: ServedModel) -> None:
 
 
 def served_client(teacher: ServedModel):
+    """The teacher's server, asked with the API key the config names (never logged)."""
     from tasks.llm.http import resolve_api_key
     from tasks.llm.prompt_logprobs import PromptLogprobs
 

@@ -7,19 +7,18 @@ from __future__ import annotations
 
 from tasks.comparison import ALL, table_cell
 
-# params that differ between any two runs and say nothing about what was trained
-INCIDENTAL = ("run_name", "work_dir", "request_store", "stop_after", "tracking.", "storage.", "placement.")
 COSTS = {"train.steps": "steps", "train.seconds": "train (s)", "train.eval_divergence_best": "divergence"}
 
 
-def runs_compared(tracking_uri: str, run_ids: list[str]) -> list[dict]:
-    """One row per run: what sets it apart (the params that differ), the student's accuracy per slice with its
-    interval, the transfer ratio, and the training's steps, seconds and held-out divergence (kd)."""
+def runs_compared(tracking_uri: str, run_ids: list[str], incidental: tuple[str, ...] = ()) -> list[dict]:
+    """One row per run: what sets it apart (the params that differ, less those named or prefixed in `incidental`:
+    where things are, say nothing about what was trained), the student's accuracy per slice with its interval, the
+    transfer ratio, and the training's steps, seconds and held-out divergence (kd)."""
     from mlflow import MlflowClient
 
     client = MlflowClient(tracking_uri=tracking_uri)
     runs = [client.get_run(run_id) for run_id in run_ids]
-    params = sorted({key for run in runs for key in run.data.params if not key.startswith(INCIDENTAL)})
+    params = sorted({key for run in runs for key in run.data.params if not key.startswith(incidental)})
     differing = [key for key in params if len({run.data.params.get(key) for run in runs}) > 1]
     rows = []
     for run in runs:

@@ -33,6 +33,21 @@ QUARANTINE = pa.schema(
     ]
 )
 
+# source -> coverage. Production's prompts on the embedding map (part "production": the window's, or a seeded
+# sample of them) and the training sample (part "train"): each prompt's cluster and 2-D position. The text is as
+# read (PII and all): the coverage stage redacts the few it shows.
+COVERAGE_MAP = pa.schema(
+    [
+        ("id", pa.string()),
+        ("slice", pa.string()),
+        ("part", pa.string()),  # "production" or "train"
+        ("cluster", pa.int32()),
+        ("x", pa.float32()),
+        ("y", pa.float32()),
+        ("prompt", pa.string()),  # the user's text (tasks.stage.user_text)
+    ]
+)
+
 # redact -> rollout (train), dedup and evaluate (eval): PROMPTS with PII replaced, plus the entity types found.
 REDACTED_PROMPTS = PROMPTS.append(pa.field("pii", pa.list_(pa.string())))
 

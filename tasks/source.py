@@ -24,12 +24,13 @@ from pydantic import Field
 from tasks import storage
 from tasks.cache import STAGE_TASK, stage_uri
 from tasks.config import PLACE, Config
+from tasks.coverage_map import CoverageConfig, Space, fit_space, population
 from tasks.logfile.files import LogError, log_files, logs_digest
 from tasks.logfile.read import Record, Rejected, declared_columns, read_log
 from tasks.logfile.rows import Columns, parse_row, utc
 from tasks.refs import DatasetRef
-from tasks.sampling import allocate, rank, stratified_sample
-from tasks.schemas import PROMPTS, QUARANTINE
+from tasks.sampling import allocate, cluster_stratified_sample, rank, stratified_sample
+from tasks.schemas import COVERAGE_MAP, PROMPTS, QUARANTINE
 from tasks.stage import Progress, StageReport, StageResult, Timer, normalize_text, write_dataset
 
 _COLUMN_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,40}")
@@ -54,7 +55,8 @@ class SourceConfig(Config):
     max_prompt_chars: int = Field(
         16_000, ge=1, description="Longer prompts are quarantined (a 200 kB paste is not a question to distil)."
     )
-    seed: int = Field(0, description="Seed for the held-out split and the sample.")
+    seed: int = Field(0, description="Seed for the held-out split, the sample and the coverage map.")
+    coverage: CoverageConfig = CoverageConfig()
     min_new_prompts: int = Field(
         0,
         ge=0,
@@ -67,6 +69,7 @@ class Sourced(StageResult):
     train_prompts: DatasetRef
     eval_prompts: DatasetRef
     quarantine: DatasetRef
+    coverage_map: DatasetRef | None = None  # with coverage.enabled: where each prompt landed on the map
     labels: dict[str, list[str]] = {}  # label set of each slice in `label_slices`
 
 
@@ -224,8 +227,11 @@ def source(config: SourceConfig, label_slices: list[str], out_uri: str) -> Sourc
     with Timer() as timer:
         read = read_prompts(config)
         eval_rows, pool = split_eval(read.valid, config.eval_size, config.seed)
-        train_rows = [r | {"origin": "traffic"} for r in stratified_sample(pool, config.sample_size, config.seed)]
+        space = fit_space(read.valid, config.coverage, config.seed) if config.coverage.enabled and read.valid else None
+        train_rows = [r | {"origin": "traffic"} for r in sample(config, pool, space)]
         eval_rows = [r | {"origin": "traffic"} for r in eval_rows]
+        mapped = space.map_rows(population(read.valid, config.coverage, config.seed), "production") if space else []
+        mapped += space.map_rows(train_rows, "train") if space else []
         # held-out prompts' other copies are not sampled either: they count as not sampled
         not_sampled = len(read.valid) - len(eval_rows) - len(train_rows)
     # a misnamed column is a mistake to say, never "not enough traffic"
@@ -251,6 +257,7 @@ def source(config: SourceConfig, label_slices: list[str], out_uri: str) -> Sourc
                 f"train_share.{k}": v / max(len(train_rows), 1)
                 for k, v in Counter(r["slice"] for r in train_rows).items()
             },
+            **(space.metrics() if space else {}),
         },
         seconds=timer.seconds,
         notes=[q["reason"] for q in read.quarantine[:20]] + unreadable_note(config, read.unreadable_responses),
@@ -261,9 +268,20 @@ def source(config: SourceConfig, label_slices: list[str], out_uri: str) -> Sourc
         train_prompts=write_dataset(train_rows, storage.join(out_uri, "train_prompts.parquet"), PROMPTS),
         eval_prompts=write_dataset(eval_rows, storage.join(out_uri, "eval_prompts.parquet"), PROMPTS),
         quarantine=write_dataset(read.quarantine, storage.join(out_uri, "quarantine.parquet"), QUARANTINE),
+        coverage_map=write_dataset(mapped, storage.join(out_uri, "coverage_map.parquet"), COVERAGE_MAP)
+        if space
+        else None,
         labels=label_sets(read.valid, label_slices),
         report=report,
     )
+
+
+def sample(config: SourceConfig, pool: list[dict], space: Space | None) -> list[dict]:
+    """The training sample: by slice, and within each slice by cluster with `coverage.stratify`."""
+    if space and config.coverage.stratify:
+        clusters, floor = space.clusters_of(pool, stage="source"), config.coverage.min_per_cluster
+        return cluster_stratified_sample(pool, clusters, config.sample_size, config.seed, floor)
+    return stratified_sample(pool, config.sample_size, config.seed)
 
 
 def unreadable_note(config: SourceConfig, count: int) -> list[str]:

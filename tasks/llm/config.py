@@ -7,7 +7,8 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from tasks.config import PLACE, Config
+from tasks.config import Config
+from tasks.llm.served import ServedModel, ServerConfig
 from tasks.refs import EMBEDDED
 
 BackendName = Literal["local", "openai", "vllm"]
@@ -28,46 +29,6 @@ class SamplingConfig(Config):
 def greedy(max_new_tokens: int, system_prompt: str | None = None) -> SamplingConfig:
     """Deterministic decoding: for scoring, judging and checks, where a sample's luck must not count."""
     return SamplingConfig(temperature=0.0, top_p=1.0, max_new_tokens=max_new_tokens, system_prompt=system_prompt)
-
-
-class ServerConfig(Config):
-    """Where an OpenAI-compatible server lives and how patiently it is asked."""
-
-    # where and how patiently: none of it changes an answer, so none of it is in a cache key (PLACE)
-    base_url: str = Field("http://127.0.0.1:8000/v1", description="The server's /v1 root.", json_schema_extra=PLACE)
-    api_key_env: str | None = Field(
-        "OPENAI_API_KEY", description="Environment variable holding the API key.", json_schema_extra=PLACE
-    )
-    api_key_secret_block: str | None = Field(
-        None,
-        description="Prefect Secret block holding the API key (used before the environment variable).",
-        json_schema_extra=PLACE,
-    )
-    max_concurrency: int = Field(8, ge=1, description="Requests in flight at once.", json_schema_extra=PLACE)
-    request_timeout_s: float = Field(120, gt=0, description="Seconds one request may take.", json_schema_extra=PLACE)
-    max_retries: int = Field(
-        6,
-        ge=0,
-        description="Retries of one request on 429, 5xx, timeouts and lost connections.",
-        json_schema_extra=PLACE,
-    )
-    backoff_s: float = Field(
-        1.0, gt=0, description="First retry delay; doubles each retry, with +-50% jitter.", json_schema_extra=PLACE
-    )
-    backoff_max_s: float = Field(
-        30.0, gt=0, description="Longest retry delay (a Retry-After header is honoured).", json_schema_extra=PLACE
-    )
-
-
-class ServedModel(Config):
-    """A model behind an OpenAI-compatible server, known by the name it is served under (no weights here)."""
-
-    model: str = Field(description="The served model name: its identity (change it when the weights change).")
-    server: ServerConfig = ServerConfig()
-
-    @property
-    def fingerprint(self) -> str:
-        return f"served:{self.model}"
 
 
 class VLLMConfig(Config):

@@ -10,7 +10,7 @@ import random
 import time
 from typing import Any
 
-from tasks.llm.config import ServerConfig
+from tasks.llm.served import ServerConfig
 from tasks.llm.types import ModelUnavailable
 
 RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
@@ -36,10 +36,10 @@ def server_message(response) -> str:
     """The server's error message (OpenAI or vLLM error JSON), else the start of the body."""
     try:
         body = response.json()
-    except ValueError:
-        return response.text[:500]
+    except ValueError:  # a proxy's HTML page, say: on one line, as every message here is
+        return " ".join(response.text.split())[:500]
     error = body.get("error", body) if isinstance(body, dict) else body
-    return str(error.get("message", error) if isinstance(error, dict) else error)[:500]
+    return " ".join(str(error.get("message", error) if isinstance(error, dict) else error).split())[:500]
 
 
 def connect(server: ServerConfig, api_key: str | None, root: bool = False):

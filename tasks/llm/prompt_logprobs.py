@@ -10,8 +10,8 @@ import asyncio
 import random
 from typing import Any
 
-from tasks.llm.config import ServedModel
 from tasks.llm.http import connect, post
+from tasks.llm.served import ServedModel
 from tasks.llm.types import NoTeacherSignal
 
 Scored = list[dict[int, float] | None]  # per position t: {token id: log-probability} given tokens < t; None at 0
@@ -31,11 +31,13 @@ class PromptLogprobs:
         """The server's token ids for `text`, no special tokens added (NoTeacherSignal where it has no /tokenize)."""
         body = {"model": self.served.model, "prompt": text, "add_special_tokens": False}
         found = asyncio.run(self._post_once("/tokenize", body, root=True))
-        if isinstance(found, str):
+        if isinstance(found, str) and found.startswith(("HTTP 404", "HTTP 405")):
             raise NoTeacherSignal(
                 f"the teacher's server has no tokenizer endpoint (vLLM's /tokenize: {found}), so its tokenizer cannot "
-                "be checked against the student's: use train.objective 'sft'"
+                "be checked against the student's: serve the teacher with vLLM, or use train.objective 'sft'"
             )
+        if isinstance(found, str):
+            raise NoTeacherSignal(f"the teacher's server refused the tokenizer probe (/tokenize): {found}")
         return found["tokens"]
 
     async def _post_once(self, path: str, body: dict[str, Any], root: bool = False) -> dict | str:
@@ -68,4 +70,7 @@ class PromptLogprobs:
 def ranked_top(position: dict[str, dict[str, Any]], k: int) -> dict[int, float]:
     """vLLM's entries at one position (its top-k, plus the token that is there when it is not among them) as
     {token id: log-probability} for the top k alone."""
-    return {int(token): entry["logprob"] for token, entry in position.items() if entry.get("rank", k + 1) <= k}
+    try:
+        return {int(token): entry["logprob"] for token, entry in position.items() if entry["rank"] <= k}
+    except (KeyError, TypeError, ValueError) as e:
+        raise NoTeacherSignal(f"the teacher's server returns prompt log-probabilities not as vLLM does ({e!r})") from e

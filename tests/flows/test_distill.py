@@ -27,6 +27,7 @@ from tasks.verifiers import Number, VerifyConfig
 # the stage tasks in DAG order, with the folder each writes under the work dir
 STAGES = {
     "source_prompts": "source",
+    "map_coverage": "coverage",
     "redact_prompts": "redact",
     "decontaminate_prompts": "decontaminate",
     "rollout_teacher": "rollout",
@@ -39,8 +40,8 @@ STAGES = {
 }
 STAGE_TASKS = set(STAGES)
 SUMMARIES = (
-    "source", "redact", "decontaminate", "rollout", "verify", "dedup", "funnel", "filter", "train", "evaluate",
-    "export", "serve", "gate",
+    "source", "coverage", "redact", "decontaminate", "rollout", "verify", "dedup", "funnel", "filter", "train",
+    "evaluate", "export", "serve", "gate",
 )  # fmt: skip
 
 

@@ -45,9 +45,9 @@ def test_a_stage_cache_key_covers_its_own_family_and_no_other():
     # an OpenAI-backend edit re-asks nothing it need not: the rollout and the teacher's scores, never training
     assert "tasks.llm.openai_server" in rollout_code and "tasks.llm.openai_server" in evaluate_code
     # training reads the teacher's top-k from the request store (kd), or has a vLLM server score its rows: a
-    # chat-backend edit never retrains the student
+    # chat-backend or sampling-config edit never retrains the student (an edit of the HTTP retries does)
     llm_layer = sorted(name.removeprefix("tasks.llm.") for name in train_code if name.startswith("tasks.llm."))
-    assert llm_layer == ["config", "http", "prompt_logprobs", "store", "types"]
+    assert llm_layer == ["http", "prompt_logprobs", "served", "store", "types"]
     # the deploy check talks to vLLM's server, the export itself never: a client edit re-quantizes nothing
     export_code, serve_code = project_modules(tasks.export), project_modules(tasks.serve)
     assert "tasks.llm.vllm_server" in serve_code and "tasks.export" not in serve_code

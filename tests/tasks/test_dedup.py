@@ -101,3 +101,21 @@ def test_two_answers_to_one_long_question_are_two_samples_however_alike_the_text
     )
     kept, rejected = dedup_table(DedupConfig(), table, _verdicts({}))
     assert _ids(kept) == ["k/1", "k/2"] and rejected["reason"].to_pylist() == ["exact_duplicate:k/2"]  # the shorter
+
+
+def test_semdedup_drops_paraphrases_minhash_misses_and_keeps_distinct_prompts():
+    table = _rollouts([
+        ("fr", 0, "What is the capital of France?", "Paris is the capital of France."),
+        ("fr2", 0, "Which city is France's capital?", "The capital of France is Paris."),  # no shared 5-word shingle
+        ("de", 0, "Was ist die Hauptstadt von Deutschland?", "Berlin."),
+        ("pe", 0, "What is the capital of Peru?", "Lima is the capital of Peru."),  # alike in wording, not in fact
+        ("tax", 0, "How do I file my taxes late?", "Ask for an extension, then file as soon as you can."),
+    ])  # fmt: skip
+    verdicts = _verdicts({("fr", 0): False, ("fr2", 0): True})
+    assert len(dedup_table(DedupConfig(), table, verdicts)[0]) == 5  # MinHash alone: wording differs
+    kept, rejected = dedup_table(DedupConfig(semantic_threshold=0.9), table, verdicts)
+    assert _ids(kept) == ["fr2/0", "de/0", "pe/0", "tax/0"]  # the passing paraphrase kept
+    [reason] = rejected["reason"].to_pylist()
+    assert reason.startswith("semantic_duplicate:fr2/0 cosine 0.9")
+    by_prompt = dedup_table(DedupConfig(level="prompt", semantic_threshold=0.9), table, verdicts)[1]
+    assert [r.split(" ")[0] for r in by_prompt["reason"].to_pylist()] == ["semantic_duplicate_prompt:fr2"]

@@ -3,7 +3,7 @@
 import pytest
 from mlflow import MlflowClient
 
-from flows.cli import main
+from flows.cli import incidental_params, main
 from tasks.run_table import log_comparison, markdown, runs_compared
 
 
@@ -28,7 +28,7 @@ def test_runs_are_set_apart_by_what_differs_and_logged_as_a_table(tmp_path, caps
     experiment = client.create_experiment("compare", artifact_location=(tmp_path / "artifacts").as_uri())
     sft = _run(client, experiment, "sft", {"all": 0.25, "capitals": 0.5, "sentiment": 0.0}, 206.0)
     kd = _run(client, experiment, "kd", {"all": 0.3, "capitals": 0.25}, 213.5)
-    rows = runs_compared(uri, [sft, kd])
+    rows = runs_compared(uri, [sft, kd], incidental_params())
     # the objective sets them apart; the epochs are the same, and where each wrote is incidental
     assert [row["setting"] for row in rows] == ["objective sft", "objective kd"]
     assert rows[1]["accuracy"]["all"] == pytest.approx((0.3, 0.2, 0.4)) and rows[1]["train (s)"] == 213.5
@@ -46,3 +46,5 @@ def test_runs_are_set_apart_by_what_differs_and_logged_as_a_table(tmp_path, caps
     assert "| objective sft | 0.25 [0.15, 0.35] | 0.50 | 0.00 |" in capsys.readouterr().out
     assert main(["compare", sft, "0123abcd", "--tracking-uri", uri]) == 2  # a run that is not there: one line
     assert "0123abcd not found" in capsys.readouterr().err
+    assert main(["compare", sft, "--work-dir", str(tmp_path / "elsewhere")]) == 2  # no MLflow there: not made one
+    assert "no MLflow runs in" in capsys.readouterr().err and not (tmp_path / "elsewhere").exists()
