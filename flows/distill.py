@@ -44,7 +44,7 @@ from tasks.refs import STUDENT, DatasetRef, ModelRef, Student
 from tasks.replay import ReplayConfig, replay_prompts
 from tasks.rollout import RolloutConfig
 from tasks.schedule import ScheduleConfig
-from tasks.selection import SelectConfig, select_rows
+from tasks.selection import SelectionConfig, select_rows
 from tasks.serve import ServeConfig
 from tasks.source import SourceConfig, log_digest, source_prompts
 from tasks.stage import StageReport, StageResult, dataset_ref, read_dataset, read_table
@@ -85,7 +85,18 @@ class DistillConfig(Config):
     run_name: str | None = Field(None, description="MLflow run name (default: MLflow picks one).")
     stop_after: (
         Literal[
-            "source", "redact", "decontaminate", "rollout", "verify", "judge", "dedup", "filter", "train", "evaluate"
+            "source",
+            "coverage",
+            "redact",
+            "decontaminate",
+            "rollout",
+            "verify",
+            "judge",
+            "dedup",
+            "filter",
+            "selection",
+            "train",
+            "evaluate",
         ]
         | None
     ) = Field(
@@ -105,7 +116,7 @@ class DistillConfig(Config):
     judge: JudgeConfig = JudgeConfig()
     dedup: DedupConfig = DedupConfig()
     filter: FilterConfig = FilterConfig()
-    select: SelectConfig = SelectConfig()
+    selection: SelectionConfig = SelectionConfig()
     train: TrainConfig = TrainConfig()
     dpo: PreferenceConfig = PreferenceConfig()
     evaluate: EvaluateConfig = EvaluateConfig()
@@ -139,6 +150,10 @@ class DistillConfig(Config):
             )
         if self.stop_after == "judge" and not self.judge.slices:
             raise ValueError("stop_after 'judge' but no judge.slices: the judge stage would not run, nor the run stop")
+        if self.stop_after == "coverage" and not self.source.coverage.enabled:
+            raise ValueError("stop_after 'coverage' but source.coverage.enabled is false: the run would not stop")
+        if self.stop_after == "selection" and not self.selection.budget:
+            raise ValueError("stop_after 'selection' but no selection.budget: the selection stage would not run")
         if not storage.is_local(self.work_dir) and self.request_store is None:
             raise ValueError(f"work_dir {self.work_dir} is not on this machine: set request_store (postgresql://…)")
         return self
@@ -302,7 +317,7 @@ def _distill(cfg: DistillConfig, work: str, store: str) -> DistillSummary:
         sourced = log_stage(run, cached(source_prompts)(cfg.source, label_slices, log_digest(cfg.source.path), work))
         verify = with_labels(cfg.verify, sourced.labels)
         if sourced.coverage_map:  # before any teacher call: is the sample where production is?
-            covered = log_stage(run, cached(map_coverage)(cfg.source.coverage, cfg.redact, sourced.coverage_map, work))
+            covered = log_stage(run, map_coverage(cfg.source.coverage, cfg.redact, sourced.coverage_map, work))
             log_image(run, covered.plot, "coverage/coverage.png", "production's prompts by cluster, the sample ringed")
         redacted = log_stage(
             run,
@@ -342,9 +357,8 @@ def _distill(cfg: DistillConfig, work: str, store: str) -> DistillSummary:
             run, cached(dedup_rollouts)(cfg.dedup, rollouts.rollouts, verdicts.verdicts, judgments, work)
         )
         filtered = cached(filter_rollouts)(cfg.filter, unique.rollouts, verdicts.verdicts, judgments, work)
-        selected = cfg.select.budget and cached(select_rows)(
-            cfg.select, filtered.rows, verdicts.verdicts, judgments, work
-        )
+        selecting = cfg.selection.budget and cfg.stop_after != "filter"  # a stop at filter shows the filter's rows
+        selected = selecting and cached(select_rows)(cfg.selection, filtered.rows, verdicts.verdicts, judgments, work)
         steps = [Step("decontaminate", clean.rejected, "prompt"), Step("rollout", rollouts.rejected, "prompt"),
                  Step("dedup", unique.rejected, "sample"), Step("filter", filtered.rejected, "sample")]  # fmt: skip
         steps += [Step("selection", selected.rejected, "sample")] if selected else []

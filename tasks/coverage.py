@@ -16,7 +16,7 @@ import numpy as np
 from prefect import task
 
 from tasks import storage
-from tasks.cache import STAGE_TASK, stage_uri
+from tasks.cache import retry_if_transient, stage_uri
 from tasks.coverage_map import CoverageConfig
 from tasks.embed import EMBEDDER
 from tasks.pii import RedactConfig
@@ -122,7 +122,8 @@ def coverage(config: CoverageConfig, redact: RedactConfig, coverage_map: Dataset
     return Coverage(plot=plot_uri, report=report)
 
 
-@task(name="map_coverage", **STAGE_TASK)
+# not cached: seconds of work, and a cached result would name a PNG a cleaned work dir no longer has
+@task(name="map_coverage", retries=2, retry_delay_seconds=15, retry_condition_fn=retry_if_transient)
 def map_coverage(config: CoverageConfig, redact: RedactConfig, coverage_map: DatasetRef, work_dir: str) -> Coverage:
     """Production against the training sample, per slice and cluster, before any teacher call."""
     return coverage(config, redact, coverage_map, stage_uri(work_dir, "coverage", config, redact, coverage_map))

@@ -6,14 +6,18 @@ fixed), with a 2-D projection (PCA). The source stage fits it over the window's 
 from __future__ import annotations
 
 import random
+from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
 from pydantic import Field
 
 from tasks.config import Config
-from tasks.embed import embed
+from tasks.embed import WIDTH, cut_short, embed
 from tasks.stage import user_text
+
+SILHOUETTE_ROWS = 2000  # distinct prompts the silhouette is measured on (it costs their count squared)
+CHUNK = 50_000  # prompts embedded at a time when every prompt of a log is placed (`stratify`)
 
 
 class CoverageConfig(Config):
@@ -48,61 +52,75 @@ class Space:
 
     centroids: np.ndarray
     silhouette: float | None
-    axes: np.ndarray  # (2, d) the projection's principal axes
-    center: np.ndarray  # (d,)
-    seen: dict[str, np.ndarray] = field(default_factory=dict)  # embeddings by text: each text embedded once
+    cut_short: int = 0  # the map's distinct prompts longer than the embedder reads
+    axes: np.ndarray = field(default_factory=lambda: np.zeros((2, WIDTH)))  # the projection's principal axes
+    center: np.ndarray = field(default_factory=lambda: np.zeros(WIDTH))
+    seen: dict[str, np.ndarray] = field(default_factory=dict)  # the map's prompts, each text embedded once
 
-    def vectors(self, rows: list[dict], stage: str | None = None) -> np.ndarray:
-        texts = [user_text(row) for row in rows]
-        new = sorted({text for text in texts if text not in self.seen})
+    def vectors(self, texts: list[str], stage: str | None = None) -> np.ndarray:
+        """The texts' embeddings, kept for the next call (the map's few thousand prompts, not a whole log)."""
+        new = sorted(set(texts) - self.seen.keys())
         self.seen |= dict(zip(new, embed(new, stage=stage), strict=True))
-        return np.stack([self.seen[text] for text in texts]) if texts else np.zeros((0, self.center.size))
+        return np.stack([self.seen[text] for text in texts]) if texts else np.zeros((0, WIDTH), dtype=np.float32)
 
     def metrics(self) -> dict[str, float]:
-        found = {"coverage.clusters": len(self.centroids)}
+        """The map's shape, for the source stage's report."""
+        found = {"coverage.clusters": len(self.centroids), "coverage.prompts_cut_short": self.cut_short}
         return found | ({"coverage.silhouette": self.silhouette} if self.silhouette is not None else {})
 
     def clusters_of(self, rows: list[dict], stage: str | None = None) -> list[int]:
-        return nearest(self.vectors(rows, stage), self.centroids).tolist()
+        """Each row's cluster; its distinct prompts embedded a chunk at a time and not kept (a whole log's)."""
+        texts = [user_text(row) for row in rows]
+        distinct, found = sorted(set(texts)), {}
+        for start in range(0, len(distinct), CHUNK):
+            chunk = distinct[start : start + CHUNK]
+            found |= dict(zip(chunk, nearest(embed(chunk, stage=stage), self.centroids).tolist(), strict=True))
+        return [found[text] for text in texts]
 
     def map_rows(self, rows: list[dict], part: str) -> list[dict]:
         """COVERAGE_MAP rows: each prompt's cluster and position."""
-        vectors = self.vectors(rows)
+        texts = [user_text(row) for row in rows]
+        vectors = self.vectors(texts)
         points = (vectors - self.center) @ self.axes.T
         return [
             {"id": row["id"], "slice": row["slice"], "part": part, "cluster": int(c), "x": float(x), "y": float(y),
-             "prompt": user_text(row)}
-            for row, c, (x, y) in zip(rows, nearest(vectors, self.centroids), points, strict=True)
+             "prompt": text}
+            for row, text, c, (x, y) in zip(rows, texts, nearest(vectors, self.centroids), points, strict=True)
         ]  # fmt: skip
 
 
 def nearest(vectors: np.ndarray, centroids: np.ndarray) -> np.ndarray:
-    """Each vector's nearest centroid (Euclidean, as k-means fits them)."""
-    if not len(vectors):
-        return np.zeros(0, dtype=np.int64)
-    return np.argmin(((vectors[:, None, :] - centroids[None, :, :]) ** 2).sum(-1), axis=1)
+    """Each vector's nearest centroid (Euclidean, as k-means fits them: the largest v·c - |c|²/2)."""
+    return np.argmax(vectors @ centroids.T - 0.5 * (centroids**2).sum(axis=1), axis=1)
 
 
 def fit_space(rows: list[dict], config: CoverageConfig, seed: int) -> Space:
-    """Cluster `rows` (at most `map_rows` of them, seeded) and fit the 2-D projection."""
+    """Cluster `rows` (at most `map_rows` of them, seeded) and fit the 2-D projection.
+
+    k-means runs on the distinct prompts weighted by how often each was asked; the silhouette that picks k is
+    measured on the distinct prompts (up to SILHOUETTE_ROWS of them), each once: a prompt asked five thousand
+    times is one intent, and a sample of rows could hold nothing else (one label: no silhouette)."""
     from sklearn.cluster import KMeans
     from sklearn.decomposition import PCA
     from sklearn.metrics import silhouette_score
 
-    space = Space(centroids=np.zeros((0, 384)), silhouette=None, axes=np.zeros((2, 384)), center=np.zeros(384))
-    vectors = space.vectors(population(rows, config, seed), stage="source")
-    distinct = len(np.unique(vectors.round(4), axis=0))
-    candidates = [config.clusters] if config.clusters else range(2, config.max_clusters + 1)
+    counts = Counter(user_text(row) for row in population(rows, config, seed))
+    texts = sorted(counts)
+    space = Space(centroids=np.zeros((0, WIDTH)), silhouette=None, cut_short=cut_short(texts))
+    vectors, weights = space.vectors(texts, stage="source"), np.array([counts[t] for t in texts], dtype=float)
+    scored = np.random.default_rng(seed).permutation(len(texts))[:SILHOUETTE_ROWS]
+    most = min(config.max_clusters, len(texts) - 1)
+    candidates = [min(config.clusters, len(texts))] if config.clusters else list(range(2, most + 1)) or [1]
     best = None
-    for k in [k for k in candidates if k < distinct] or [1]:
-        fitted = KMeans(n_clusters=k, n_init=4, random_state=seed).fit(vectors)
-        score = (silhouette_score(vectors, fitted.labels_, sample_size=min(len(vectors), 2000), random_state=seed)
-                 if k > 1 else None)  # fmt: skip
-        if best is None or (score is not None and score > best[1]):
+    for k in candidates:
+        fitted = KMeans(n_clusters=k, n_init=4, random_state=seed).fit(vectors, sample_weight=weights)
+        labels = fitted.labels_[scored]
+        score = silhouette_score(vectors[scored], labels) if 1 < len(set(labels)) < len(scored) else None
+        if best is None or (score is not None and (best[1] is None or score > best[1])):
             best = (fitted.cluster_centers_, score)
-    projection = PCA(n_components=2, random_state=seed).fit(vectors) if distinct > 2 else None
     space.centroids, space.silhouette = best
-    if projection is not None:
+    if len(texts) > 1:
+        projection = PCA(n_components=2, random_state=seed).fit(vectors)
         space.axes, space.center = projection.components_, projection.mean_
     return space
 

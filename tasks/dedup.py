@@ -155,18 +155,18 @@ def prompt_reasons(table: pa.Table, order: np.ndarray, config: DedupConfig) -> d
 def semantic_reasons(
     table: pa.Table, order: np.ndarray, reasons: dict[int, str], config: DedupConfig
 ) -> dict[int, str]:
-    """{row: reason} for the rows MinHash kept that repeat a better kept row in meaning (question and answer, or
-    with `level: prompt` the question, with all its samples)."""
+    """{row: reason} for the rows MinHash kept that repeat a better kept row in meaning (question and answer both
+    alike, or with `level: prompt` the question, with all its samples)."""
     keys, asked, ids = _keys(table), _asked(table), table["prompt_id"].to_pylist()
     answers = table["completion"].to_pylist()
     alive = [int(i) for i in order if int(i) not in reasons]  # best first
     if config.level == "prompt":
         ranked = list(dict.fromkeys(ids[i] for i in alive))
         text = dict(zip(ids, asked, strict=True))
-        found = semantic_duplicates([text[p] for p in ranked], config.semantic_threshold)
+        found = semantic_duplicates([[text[p] for p in ranked]], config.semantic_threshold)
         gone = {ranked[i]: f"semantic_duplicate_prompt:{ranked[j]} cosine {c:.2f}" for i, (j, c) in found.items()}
         return {row: gone[ids[row]] for row in alive if ids[row] in gone}
-    found = semantic_duplicates([f"{asked[i]}\n{answers[i]}" for i in alive], config.semantic_threshold)
+    found = semantic_duplicates([[asked[i] for i in alive], [answers[i] for i in alive]], config.semantic_threshold)
     return {alive[i]: f"semantic_duplicate:{keys[alive[j]]} cosine {c:.2f}" for i, (j, c) in found.items()}
 
 

@@ -10,6 +10,8 @@ import numpy as np
 from tasks.stage import Progress
 
 EMBEDDER = "all-MiniLM-L6-v2"  # named in reports: which space the distances are in
+WIDTH = 384  # its vectors' length
+MAX_TOKENS = 256  # it reads no further: texts alike in their first 256 tokens embed alike
 
 
 @functools.cache
@@ -23,9 +25,9 @@ def _model():
 
 
 def embed(texts: list[str], batch_size: int = 128, stage: str | None = None) -> np.ndarray:
-    """(len(texts), 384) float32, unit rows; `stage` names the progress line (a long log's pass)."""
+    """(len(texts), WIDTH) float32, unit rows; `stage` names the progress line (a long log's pass)."""
     if not texts:
-        return np.zeros((0, 384), dtype=np.float32)
+        return np.zeros((0, WIDTH), dtype=np.float32)
     model, out = _model(), []
     progress = Progress(f"{stage} embed", len(texts), unit="prompts") if stage else None
     for start in range(0, len(texts), batch_size):
@@ -34,3 +36,9 @@ def embed(texts: list[str], batch_size: int = 128, stage: str | None = None) -> 
         if progress:
             progress.advance(len(chunk))
     return np.concatenate(out).astype(np.float32)
+
+
+def cut_short(texts: list[str]) -> int:
+    """How many of the texts are longer than the embedder reads (their ends do not count in their vectors)."""
+    tokenizer = _model().tokenizer
+    return sum(len(ids) > MAX_TOKENS for ids in tokenizer(texts, add_special_tokens=True)["input_ids"]) if texts else 0

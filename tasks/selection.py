@@ -3,10 +3,11 @@
 DEITA (Liu et al., 2024) scores each example for complexity and quality and takes the best first, skipping any
 too close in embedding to one already taken. Its scorers are trained models; ours are the signals the run already
 has: quality is the row's own verdict, its prompt's pass rate over the teacher's samples and the judge's score
-(each where it exists), complexity the question's length (log words, as instructions that ask more are longer).
-Each slice keeps its share of the budget (the production mix the source matched); within it, rows are taken best
-first while their cosine to every row taken stays under `novelty_threshold`, and when that leaves the quota short
-the best of those skipped fill it: the budget is exact. Rows not taken go to `rejected` as `not_selected`.
+(each where it exists), complexity the question's length (log words, a CJK or Thai character counting as one: as
+instructions that ask more are longer). Each slice keeps its share of the budget as it is among the rows the filter
+kept (a slice the teacher often fails has fewer); within it, rows are taken best first while their cosine to every
+row taken stays under `novelty_threshold`, and when that leaves the quota short the best of those skipped fill it:
+the budget is exact. Rows not taken go to `rejected` as `not_selected`. The DPO pairs are the filter's, all of them.
 """
 
 from __future__ import annotations
@@ -27,10 +28,20 @@ from tasks.embed import embed
 from tasks.refs import DatasetRef
 from tasks.sampling import allocate
 from tasks.schemas import TRAINING_ROWS
-from tasks.stage import StageReport, StageResult, Timer, count_reasons, read_dataset, with_reason, write_dataset
+from tasks.stage import (
+    StageReport,
+    StageResult,
+    Timer,
+    count_reasons,
+    read_dataset,
+    user_text,
+    with_reason,
+    words,
+    write_dataset,
+)
 
 
-class SelectConfig(Config):
+class SelectionConfig(Config):
     """How many training rows to keep, and which."""
 
     budget: int | None = Field(None, ge=1, description="Training rows to keep; none: every row the filter kept.")
@@ -54,10 +65,6 @@ class Selected(StageResult):
     rejected: DatasetRef
 
 
-def question(row: dict) -> str:
-    return "\n".join(m["content"] for m in row["messages"] if m["role"] == "user")
-
-
 def scores(rows: list[dict], verdicts: list[dict], judgments: list[dict]) -> list[float]:
     """quality x complexity per row (see the module's docstring); quality 0.5 where nothing judged the row."""
     ok = {(v["prompt_id"], v["sample_index"]): v["ok"] for v in verdicts}
@@ -74,31 +81,36 @@ def scores(rows: list[dict], verdicts: list[dict], judgments: list[dict]) -> lis
         signals += [sum(rates) / len(rates)] if rates else []
         signals += [(judged[key] - 1) / 4] if key in judged else []  # the judge's 1-5
         quality = sum(signals) / len(signals) if signals else 0.5
-        out.append(quality * math.log1p(len(question(row).split())))
+        out.append(quality * math.log1p(len(words(user_text(row)))))
     return out
 
 
 def diverse_best(order: list[int], vectors: np.ndarray, quota: int, threshold: float) -> list[int]:
     """`quota` of `order` (best first): each taken only if unlike every one taken, then the skipped, best first."""
-    taken, skipped = [], []
+    taken, skipped = np.empty(quota, dtype=np.int64), []  # taken[:n]: no copy of a growing list per row
+    n = 0
     for i in order:
-        if len(taken) == quota:
+        if n == quota:
             break
-        alike = taken and float(np.max(vectors[taken] @ vectors[i])) >= threshold
-        (skipped if alike else taken).append(i)
-    return taken + skipped[: quota - len(taken)]
+        if n and float(np.max(vectors[taken[:n]] @ vectors[i])) >= threshold:
+            skipped.append(i)
+        else:
+            taken[n], n = i, n + 1
+    return taken[:n].tolist() + skipped[: quota - n]
 
 
-def choose(config: SelectConfig, rows: list[dict], row_scores: list[float]) -> set[int]:
+def choose(config: SelectionConfig, rows: list[dict], row_scores: list[float]) -> set[int]:
     """The positions of the rows kept: per slice its share of the budget, by score or at random."""
     by_slice: dict[str, list[int]] = defaultdict(list)
     for i, row in enumerate(rows):
         by_slice[row["slice"]].append(i)
     quota = allocate({name: len(members) for name, members in by_slice.items()}, config.budget)
+    if config.budget >= len(rows):
+        return set(range(len(rows)))
     if config.method == "random":
         rng = random.Random(config.seed)
         return {i for name in sorted(by_slice) for i in rng.sample(by_slice[name], quota[name])}
-    vectors = embed([question(row) + "\n" + row["messages"][-1]["content"] for row in rows], stage="select")
+    vectors = embed([user_text(row) + "\n" + row["messages"][-1]["content"] for row in rows], stage="selection")
     chosen = set()
     for name, members in by_slice.items():
         order = sorted(members, key=lambda i: -row_scores[i])
@@ -107,8 +119,9 @@ def choose(config: SelectConfig, rows: list[dict], row_scores: list[float]) -> s
 
 
 def select(
-    config: SelectConfig, rows_ref: DatasetRef, verdicts: DatasetRef, judgments: DatasetRef | None, out_uri: str
+    config: SelectionConfig, rows_ref: DatasetRef, verdicts: DatasetRef, judgments: DatasetRef | None, out_uri: str
 ) -> Selected:
+    """The budget's rows and the rest, rejected with their score."""
     with Timer() as timer:
         rows = read_dataset(rows_ref)
         row_scores = scores(rows, read_dataset(verdicts), read_dataset(judgments) if judgments else [])
@@ -138,7 +151,7 @@ def select(
 
 @task(name="select_rows", **STAGE_TASK)
 def select_rows(
-    config: SelectConfig, rows: DatasetRef, verdicts: DatasetRef, judgments: DatasetRef | None, work_dir: str
+    config: SelectionConfig, rows: DatasetRef, verdicts: DatasetRef, judgments: DatasetRef | None, work_dir: str
 ) -> Selected:
     """Keep `budget` training rows: the best and most diverse (or a random draw), each slice its share."""
     uri = stage_uri(work_dir, "selection", config, rows, verdicts, judgments)

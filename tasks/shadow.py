@@ -14,28 +14,16 @@ production's response was redacted with its prompt, so a name has one placeholde
 
 from __future__ import annotations
 
-import unicodedata
 from collections import defaultdict
 from functools import cache
 
-import regex
 from pydantic import BaseModel
 
 from tasks.comparison import ALL, correct_by_prompt, table_cell
+from tasks.stage import words
 from tasks.stats import Interval, mean_interval
 
 PRODUCTION = "production"  # the model name production's answers carry in ANSWERS
-
-# scripts written without spaces between words: each character (with its marks) is a token
-_UNSPACED = r"\p{Han}\p{Hiragana}\p{Katakana}\p{Thai}\p{Lao}\p{Khmer}\p{Myanmar}"
-_TOKEN = regex.compile(f"[{_UNSPACED}]\\p{{M}}*|(?:(?![{_UNSPACED}])[\\p{{L}}\\p{{M}}\\p{{N}}])+")
-
-
-def words(text: str) -> list[str]:
-    """Lower-cased words in any script, NFKC-normalised (a decomposed "café" is the composed one); letters of the
-    unspaced scripts one by one. rouge-score's own tokenizer keeps only [a-z0-9], which drops every Cyrillic,
-    Greek, Arabic, Devanagari or CJK word."""
-    return _TOKEN.findall(unicodedata.normalize("NFKC", text).lower())
 
 
 @cache

@@ -227,7 +227,7 @@ def source(config: SourceConfig, label_slices: list[str], out_uri: str) -> Sourc
     with Timer() as timer:
         read = read_prompts(config)
         eval_rows, pool = split_eval(read.valid, config.eval_size, config.seed)
-        space = fit_space(read.valid, config.coverage, config.seed) if config.coverage.enabled and read.valid else None
+        space = fit_space(read.valid, config.coverage, config.seed) if config.coverage.enabled and pool else None
         train_rows = [r | {"origin": "traffic"} for r in sample(config, pool, space)]
         eval_rows = [r | {"origin": "traffic"} for r in eval_rows]
         mapped = space.map_rows(population(read.valid, config.coverage, config.seed), "production") if space else []

@@ -12,10 +12,12 @@ import hashlib
 import logging
 import re
 import time
+import unicodedata
 from collections import Counter
 from collections.abc import Callable, Iterable
 
 import pyarrow as pa
+import regex
 from pydantic import BaseModel
 
 from tasks import storage
@@ -84,6 +86,18 @@ def user_text(row: dict) -> str:
     if row.get("messages"):
         return "\n".join(m["content"] for m in row["messages"] if m["role"] == "user")
     return row["prompt"]
+
+
+# scripts written without spaces between words: each character (with its marks) is a token
+_UNSPACED = r"\p{Han}\p{Hiragana}\p{Katakana}\p{Thai}\p{Lao}\p{Khmer}\p{Myanmar}"
+_TOKEN = regex.compile(f"[{_UNSPACED}]\\p{{M}}*|(?:(?![{_UNSPACED}])[\\p{{L}}\\p{{M}}\\p{{N}}])+")
+
+
+def words(text: str) -> list[str]:
+    """Lower-cased words in any script, NFKC-normalised (a decomposed "café" is the composed one); letters of the
+    unspaced scripts one by one. rouge-score's own tokenizer keeps only [a-z0-9], which drops every Cyrillic,
+    Greek, Arabic, Devanagari or CJK word."""
+    return _TOKEN.findall(unicodedata.normalize("NFKC", text).lower())
 
 
 def normalize_text(text: str) -> str:

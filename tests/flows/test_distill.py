@@ -27,7 +27,6 @@ from tasks.verifiers import Number, VerifyConfig
 # the stage tasks in DAG order, with the folder each writes under the work dir
 STAGES = {
     "source_prompts": "source",
-    "map_coverage": "coverage",
     "redact_prompts": "redact",
     "decontaminate_prompts": "decontaminate",
     "rollout_teacher": "rollout",
@@ -422,3 +421,17 @@ def test_two_sizes_and_dpo_are_scored_side_by_side_and_the_smallest_that_clears_
     assert production and production <= set(by_model["student"])
     table = render_summary(summary)
     assert f"{summary.student} 95%" in table and "student_one_dpo" in table
+
+
+def test_a_selection_budget_keeps_exactly_that_many_rows_and_the_funnel_accounts_for_the_rest(runs, tmp_path):
+    from tasks.selection import SelectionConfig
+
+    config, _, _ = runs
+    budgeted = config.model_copy(
+        update={"work_dir": str(tmp_path / "work"), "stop_after": "selection", "selection": SelectionConfig(budget=5)}
+    )
+    stopped = distill(budgeted, return_state=True).result()
+    assert stopped.stage == "selection"
+    metrics = _mlflow(budgeted).get_run(stopped.mlflow_run_id).data.metrics
+    assert metrics["selection.rows_out"] == metrics["funnel.training_rows.all"] == 5
+    assert metrics["funnel.selection.not_selected.all"] == metrics["filter.rows_out"] - 5

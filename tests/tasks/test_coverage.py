@@ -95,3 +95,22 @@ def test_cluster_quotas_give_floors_first_and_return_exactly_the_budget():
     clusters = [0] * 28 + [1] * 2 + [0] * 10
     picked = cluster_stratified_sample(rows, clusters, 8, seed=0, floor=2)
     assert len(picked) == 8
+
+
+@pytest.mark.parametrize(
+    ("texts", "clusters"),
+    [
+        (["hi"] * 5997 + ["Wie spät ist es?", "Reset my password", "東京の天気は？"], None),  # one prompt dominates
+        (["What is 2 + 2?"] * 50, None),  # one distinct prompt: one cluster
+        (["Only row"], None),
+        (["a cat", "a dog", "eine Katze"], 8),  # more clusters asked for than there are prompts
+    ],
+)
+def test_the_map_fits_any_window(texts, clusters):
+    from tasks.coverage_map import fit_space
+
+    rows = [{"id": str(i), "slice": "s", "prompt": text} for i, text in enumerate(texts)]
+    space = fit_space(rows, CoverageConfig(clusters=clusters, map_rows=10_000), seed=0)
+    assert 1 <= len(space.centroids) <= len(set(texts))
+    mapped = space.map_rows(rows[:5], "production")
+    assert all(0 <= r["cluster"] < len(space.centroids) for r in mapped)

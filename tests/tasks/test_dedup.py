@@ -119,3 +119,11 @@ def test_semdedup_drops_paraphrases_minhash_misses_and_keeps_distinct_prompts():
     assert reason.startswith("semantic_duplicate:fr2/0 cosine 0.9")
     by_prompt = dedup_table(DedupConfig(level="prompt", semantic_threshold=0.9), table, verdicts)[1]
     assert [r.split(" ")[0] for r in by_prompt["reason"].to_pylist()] == ["semantic_duplicate_prompt:fr2"]
+
+
+def test_semdedup_keeps_two_answers_to_a_question_longer_than_the_embedder_reads():
+    contract = " ".join(f"Clause {i}: the tenant keeps the garden tidy and pays on the first." for i in range(40))
+    question = f"{contract}\nDoes this lease allow pets? Answer yes or no."  # past all-MiniLM-L6-v2's 256 tokens
+    table = _rollouts([("lease", 0, question, "Yes, pets are allowed."), ("lease", 1, question, "No.")])
+    kept, _ = dedup_table(DedupConfig(semantic_threshold=0.9), table, _verdicts({}))
+    assert len(kept) == 2  # the question alike, the answers not: two samples

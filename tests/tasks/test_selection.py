@@ -1,7 +1,7 @@
 """Selection under a budget: exactly the budget, each slice its share, the best and most diverse rows first."""
 
 from tasks.schemas import TRAINING_ROWS, VERDICTS
-from tasks.selection import SelectConfig, diverse_best, scores, select
+from tasks.selection import SelectionConfig, diverse_best, scores, select
 from tasks.stage import read_dataset, write_dataset
 
 
@@ -35,7 +35,7 @@ VERDICTS_ROWS = [
 def _select(tmp_path, **config):
     rows = write_dataset(ROWS, tmp_path / "rows.parquet", TRAINING_ROWS)
     verdicts = write_dataset(VERDICTS_ROWS, tmp_path / "verdicts.parquet", VERDICTS)
-    return select(SelectConfig(**config), rows, verdicts, None, str(tmp_path / "out"))
+    return select(SelectionConfig(**config), rows, verdicts, None, str(tmp_path / "out"))
 
 
 def test_exactly_the_budget_each_slice_its_share_the_rest_rejected_with_a_reason(tmp_path):
