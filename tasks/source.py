@@ -9,6 +9,9 @@ and a reason that never quotes the row. When no training prompt is left, the rep
 (`report.stop`) and the flow ends there, before any model is loaded.
 For the slices named in `label_slices` (label verifiers without fixed labels), the label set is
 computed here, once, from every valid row of the slice: its distinct reference answers.
+With `coverage.enabled`, the window's prompts are mapped first (tasks.coverage_map: embedded, clustered), the
+sample may be drawn by cluster within each slice (`coverage.stratify`), and `coverage_map.parquet`
+(schemas.COVERAGE_MAP) says where each production and sampled prompt landed, for the coverage stage.
 """
 
 from __future__ import annotations

@@ -33,14 +33,20 @@ def _config(vllm_teacher, student, demo_log, work) -> DistillConfig:
     )  # fmt: skip
 
 
-def test_kd_from_a_served_teacher_runs_through_the_flow(prefect_server, vllm_teacher, tiny_teacher, demo_log, tmp_path):
-    stopped = distill(_config(vllm_teacher, tiny_teacher, demo_log, tmp_path / "work"), return_state=True).result()
+@pytest.fixture(scope="module")
+def work(tmp_path_factory):
+    """One work dir for both runs: the second is served its source, redact and rollout from the first's cache."""
+    return tmp_path_factory.mktemp("served-kd")
+
+
+def test_kd_from_a_served_teacher_runs_through_the_flow(prefect_server, vllm_teacher, tiny_teacher, demo_log, work):
+    stopped = distill(_config(vllm_teacher, tiny_teacher, demo_log, work), return_state=True).result()
     [trained] = [report for report in stopped.reports if report.stage == "train"]
     assert trained.metrics["teacher_top_k_computed"] == trained.rows_in > 0  # every kept row scored by the server
 
 
 def test_a_student_that_tokenizes_otherwise_fails_the_run_in_one_line(
-    prefect_server, vllm_teacher, tiny_teacher, demo_log, tmp_path
+    prefect_server, vllm_teacher, tiny_teacher, demo_log, work, tmp_path
 ):
     from tokenizers import normalizers
     from transformers import AutoTokenizer
@@ -50,7 +56,7 @@ def test_a_student_that_tokenizes_otherwise_fails_the_run_in_one_line(
     tokenizer = AutoTokenizer.from_pretrained(other)
     tokenizer.backend_tokenizer.normalizer = normalizers.Lowercase()
     tokenizer.save_pretrained(other)
-    state = distill(_config(vllm_teacher, other, demo_log, tmp_path / "work"), return_state=True)
+    state = distill(_config(vllm_teacher, other, demo_log, work), return_state=True)
     assert state.is_failed() and state.name == "NoTeacherSignal"
     assert state.message.startswith("train.objective 'kd' needs the student to share the teacher's tokenizer")
     assert "\n" not in state.message
