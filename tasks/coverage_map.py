@@ -109,8 +109,9 @@ def fit_space(rows: list[dict], config: CoverageConfig, seed: int) -> Space:
     space = Space(centroids=np.zeros((0, WIDTH)), silhouette=None, cut_short=cut_short(texts))
     vectors, weights = space.vectors(texts, stage="source"), np.array([counts[t] for t in texts], dtype=float)
     scored = np.random.default_rng(seed).permutation(len(texts))[:SILHOUETTE_ROWS]
-    most = min(config.max_clusters, len(texts) - 1)
-    candidates = [min(config.clusters, len(texts))] if config.clusters else list(range(2, most + 1)) or [1]
+    apart = len(np.unique(vectors.round(4), axis=0))  # texts may differ and embed alike (the embedder ignores case)
+    most = min(config.max_clusters, apart - 1)
+    candidates = [min(config.clusters, apart)] if config.clusters else list(range(2, most + 1)) or [1]
     best = None
     for k in candidates:
         fitted = KMeans(n_clusters=k, n_init=4, random_state=seed).fit(vectors, sample_weight=weights)

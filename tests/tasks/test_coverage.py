@@ -114,3 +114,10 @@ def test_the_map_fits_any_window(texts, clusters):
     assert 1 <= len(space.centroids) <= len(set(texts))
     mapped = space.map_rows(rows[:5], "production")
     assert all(0 <= r["cluster"] < len(space.centroids) for r in mapped)
+
+
+def test_texts_that_embed_alike_are_one_cluster():
+    from tasks.coverage_map import fit_space
+
+    rows = [{"id": str(i), "slice": "s", "prompt": text} for i, text in enumerate(["Hi there", "hi there", "HI THERE"])]
+    assert len(fit_space(rows, CoverageConfig(), seed=0).centroids) == 1  # the embedder ignores case
