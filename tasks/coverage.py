@@ -25,10 +25,9 @@ from tasks.plots import figure, png
 from tasks.refs import DatasetRef
 from tasks.stage import StageReport, StageResult, Timer, read_dataset
 
-EXAMPLES = 3
+EXAMPLES = 3  # prompts quoted per thin cluster
 
 
-# ----------------------------------------------------------------------------- the report
 class Coverage(StageResult):
     plot: str  # URI of the PNG
 
