@@ -69,9 +69,10 @@ class Space:
         return found | ({"coverage.silhouette": self.silhouette} if self.silhouette is not None else {})
 
     def clusters_of(self, rows: list[dict], stage: str | None = None) -> list[int]:
-        """Each row's cluster; its distinct prompts embedded a chunk at a time and not kept (a whole log's)."""
+        """Each row's cluster; the prompts not on the map embedded a chunk at a time and not kept (a whole log's)."""
         texts = [user_text(row) for row in rows]
-        distinct, found = sorted(set(texts)), {}
+        distinct = sorted(set(texts) - self.seen.keys())
+        found = dict(zip(self.seen, nearest(np.stack(list(self.seen.values())), self.centroids).tolist(), strict=True))
         for start in range(0, len(distinct), CHUNK):
             chunk = distinct[start : start + CHUNK]
             found |= dict(zip(chunk, nearest(embed(chunk, stage=stage), self.centroids).tolist(), strict=True))
