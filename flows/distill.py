@@ -50,6 +50,7 @@ from tasks.source import SourceConfig, log_digest, source_prompts
 from tasks.stage import StageReport, StageResult, dataset_ref, read_dataset, read_table
 from tasks.storage import StorageConfig
 from tasks.student import StudentConfig, prepare_student
+from tasks.synthesize import SynthesisConfig, mostly_synthetic, synthesize_prompts, synthetic_shares
 from tasks.teacher import prepare_teacher
 from tasks.tracking import (
     Run,
@@ -88,6 +89,7 @@ class DistillConfig(Config):
             "source",
             "coverage",
             "redact",
+            "synthesize",
             "decontaminate",
             "rollout",
             "verify",
@@ -111,6 +113,7 @@ class DistillConfig(Config):
     rollout: RolloutConfig = RolloutConfig()
     drift: DriftConfig = DriftConfig()
     replay: ReplayConfig = ReplayConfig()
+    synthesis: SynthesisConfig = SynthesisConfig()
     decontaminate: DecontaminateConfig = DecontaminateConfig()
     verify: VerifyConfig = VerifyConfig()
     judge: JudgeConfig = JudgeConfig()
@@ -152,6 +155,10 @@ class DistillConfig(Config):
             raise ValueError("stop_after 'judge' but no judge.slices: the judge stage would not run, nor the run stop")
         if self.stop_after == "coverage" and not self.source.coverage.enabled:
             raise ValueError("stop_after 'coverage' but source.coverage.enabled is false: the run would not stop")
+        if self.synthesis.enabled and not self.source.coverage.enabled:
+            raise ValueError("synthesis.enabled needs source.coverage.enabled: thin clusters are found on its map")
+        if self.stop_after == "synthesize" and not self.synthesis.enabled:
+            raise ValueError("stop_after 'synthesize' but synthesis.enabled is false: the run would not stop")
         if self.stop_after == "selection" and not self.selection.budget:
             raise ValueError("stop_after 'selection' but no selection.budget: the selection stage would not run")
         if not storage.is_local(self.work_dir) and self.request_store is None:
@@ -336,6 +343,12 @@ def _distill(cfg: DistillConfig, work: str, store: str) -> DistillSummary:
             if cfg.replay.share:
                 replayed = cached(replay_prompts)(cfg.replay, train_prompts, held_out, trained_on, work)
                 train_prompts = log_stage(run, replayed).train_prompts
+        teacher = prepare_teacher(cfg.teacher, work)
+        if cfg.synthesis.enabled:  # where traffic is thin, the teacher writes prompts; never held out
+            never = [sourced.eval_prompts, held_out]  # held out: as read, and as scored (the champion's, scheduled)
+            grown = cached(synthesize_prompts)(cfg.synthesis, cfg.redact, cfg.teacher, teacher, train_prompts, never,
+                                               sourced.coverage_map, store, work)  # fmt: skip
+            train_prompts = log_stage(run, grown, artifacts=["synthetic"]).train_prompts
         if cfg.verify.code_slices() & slices_in(train_prompts, held_out):
             check_sandbox()  # before the teacher is paid for answers nobody could check
         asked = train_prompts
@@ -343,7 +356,6 @@ def _distill(cfg: DistillConfig, work: str, store: str) -> DistillSummary:
             cfg.decontaminate, train_prompts, held_out, eval_sets_digest(cfg.decontaminate), work
         )
         train_prompts = log_stage(run, clean).train_prompts
-        teacher = prepare_teacher(cfg.teacher, work)
         rollouts = log_stage(
             run,
             placed("rollout", cfg.placement.rollout)(
@@ -369,12 +381,15 @@ def _distill(cfg: DistillConfig, work: str, store: str) -> DistillSummary:
         if selected:  # the filter's pairs stay for DPO; its rows are the selection's
             kept = kept.model_copy(update={"rows": log_stage(run, selected).rows})
         students = _students(run, cfg, teacher, kept, work, store)
-        scored = log_stage(
-            run,
-            placed("evaluate", cfg.placement.evaluate)(
-                cfg.evaluate, cfg.redact, verify, cfg.teacher, teacher, students, held_out, store, work
-            ),
+        scored = placed("evaluate", cfg.placement.evaluate)(
+            cfg.evaluate, cfg.redact, verify, cfg.teacher, teacher, students, held_out, store, work
         )
+        if cfg.synthesis.enabled:  # apart: where the student learnt mostly from the teacher's own prompts
+            shares = synthetic_shares(read_dataset(kept.rows), read_dataset(train_prompts))
+            metrics, table = mostly_synthetic(shares, {name: s.accuracy for name, s in scored.scores.items()})
+            log_metrics(run, "evaluate", metrics)
+            log_markdown(run, "synthetic", table)
+        scored = log_stage(run, scored)  # (a stop after evaluate has the synthetic table too)
         log_image(run, scored.plot, "evaluate/slices.png", "held-out accuracy per slice, every model, 95 % intervals")
         found = {name: evidence_of(scored, name, bool(cfg.evaluate.latency_prompts)) for name in scored.students}
         choice = choose_student(cfg.gate, found, {name: scored.scores[name].params for name in found})

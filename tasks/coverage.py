@@ -23,7 +23,7 @@ from tasks.pii import RedactConfig
 from tasks.pii.redactor import Redactor
 from tasks.plots import figure, png
 from tasks.refs import DatasetRef
-from tasks.stage import StageReport, StageResult, Timer, read_dataset
+from tasks.stage import StageReport, StageResult, Timer, read_table
 
 EXAMPLES = 3  # prompts quoted per thin cluster
 
@@ -95,7 +95,7 @@ def plot(rows: list[dict]) -> bytes:
 def coverage(config: CoverageConfig, redact: RedactConfig, coverage_map: DatasetRef, out_uri: str) -> Coverage:
     """Shares per slice and cluster, the thin clusters named with redacted examples, and the map."""
     with Timer() as timer:
-        rows = read_dataset(coverage_map)
+        rows = read_table(coverage_map).drop_columns(["embedding"]).to_pylist()
         slices = share_rows(rows, "slice", config.thin_ratio)
         clusters = share_rows(rows, "cluster", config.thin_ratio)
         mostly = cluster_slices(rows)

@@ -79,14 +79,16 @@ class Space:
         return [found[text] for text in texts]
 
     def map_rows(self, rows: list[dict], part: str) -> list[dict]:
-        """COVERAGE_MAP rows: each prompt's cluster and position."""
+        """COVERAGE_MAP rows: each prompt's cluster, position and embedding."""
         texts = [user_text(row) for row in rows]
         vectors = self.vectors(texts)
         points = (vectors - self.center) @ self.axes.T
         return [
             {"id": row["id"], "slice": row["slice"], "part": part, "cluster": int(c), "x": float(x), "y": float(y),
-             "prompt": text}
-            for row, text, c, (x, y) in zip(rows, texts, nearest(vectors, self.centroids), points, strict=True)
+             "prompt": text, "embedding": vector}
+            for row, text, c, (x, y), vector in zip(
+                rows, texts, nearest(vectors, self.centroids), points, vectors, strict=True
+            )
         ]  # fmt: skip
 
 

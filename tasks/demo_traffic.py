@@ -3,7 +3,7 @@
 Slices are tasks the embedded teacher gets right often but not always (measured per slice by
 bench/demo_slices.py), each with a reference answer and a verifier, so N samples plus the verifier
 beat any single sample: capitals (contains), sentiment (label), arithmetic (number), uppercase
-(contains, case-sensitive).
+(contains, case-sensitive); and a rare one on purpose, sounds (contains), for the coverage map and synthesis.
 Users write like users: a greeting with their name, email, phone or card number around the
 question. Most rows carry production's answer (`response`, a current model right about 70 % of the
 time) for the shadow report. Deterministic by seed. The generator returns what it planted, so tests can check that
@@ -120,6 +120,15 @@ FUNCTIONS = [
 CODE_QUESTION = "Write a Python function {} that {}."
 SLICE_WEIGHTS |= {"halves": 0.08, "place": 0.07, "python": 0.07}
 
+# A rare intent, on purpose: the sound an animal makes, about 3 % of rows, drawn on a stream of their own so that
+# every other row is as it was. Sampled by slice, it gets a handful of training prompts: the coverage map's thin
+# cluster, and what synthesis (`synthesis.enabled`) fills. (Far from every other slice in the embedder's space,
+# unlike a count of legs, a chemical symbol or a Spanish word, which the map put with arithmetic or uppercase.)
+SOUNDS = {"cow": "moo", "sheep": "baa", "duck": "quack", "pig": "oink", "lion": "roar", "owl": "hoot",
+          "snake": "hiss", "horse": "neigh", "bee": "buzz"}  # fmt: skip
+SOUND_QUESTIONS = ["What sound does a {} make?", "What noise does a {} make?", "Which sound do you hear from a {}?"]
+RARE_SHARE = 0.03
+
 FIRST_NAMES = [
     "James",
     "Mary",
@@ -214,6 +223,11 @@ def _question(slice_name: str, rng: random.Random) -> tuple[str, str]:
     return UPPERCASE_WORD_QUESTION.format(word), word.upper()
 
 
+def _sound_question(rng: random.Random) -> tuple[str, str]:
+    animal = rng.choice(list(SOUNDS))
+    return rng.choice(SOUND_QUESTIONS).format(animal), SOUNDS[animal]
+
+
 def _card_number(rng: random.Random) -> str:
     """A Luhn-valid 16-digit Visa-style number, grouped in fours (Presidio validates the checksum)."""
     digits = [4] + [rng.randint(0, 9) for _ in range(14)]
@@ -259,6 +273,9 @@ def _response(slice_name: str, reference: str | None, name: str | None, rng: ran
         answer = rng.choice(["{}", "The review is {}.", "Sentiment: {}"]).format(label)
     elif slice_name == "uppercase":
         answer = reference if right else reference.lower()
+    elif slice_name == "sounds":
+        sound = reference if right else rng.choice([s for s in SOUNDS.values() if s != reference])
+        answer = rng.choice(["{}", "It says {}."]).format(sound)
     else:  # arithmetic, halves
         answer = rng.choice(["{}", "The answer is {}."]).format(reference if right else int(reference) + 1)
     return f"Hi {name}! {answer}" if name and rng.random() < 0.5 else answer
@@ -291,18 +308,26 @@ def generate_traffic(rows: int = 600, seed: int = 0, malformed: int = 8) -> Demo
     broken_at = set(rng.sample(range(rows), min(malformed, rows)))
     traffic = DemoTraffic(lines=[])
     production = random.Random(f"{seed}:production")  # its own stream: the prompts are as without responses
+    rare = random.Random(f"{seed}:rare")
     slices, weights = list(SLICE_WEIGHTS), list(SLICE_WEIGHTS.values())
     for i, when in enumerate(times):
         slice_name = rng.choices(slices, weights=weights)[0]
         question, reference = _question(slice_name, rng)
         prompt, planted = _wrap(question, rng)
+        response = _response(slice_name, reference, planted.get("name"), production)
+        if (
+            rare.random() < RARE_SHARE
+        ):  # on a stream of its own, after the row it replaces: the others stay as they were
+            slice_name, (question, reference) = "sounds", _sound_question(rare)
+            prompt, planted = _wrap(question, rare)
+            response = _response(slice_name, reference, planted.get("name"), rare)
         row = {
             "id": f"req-{i:05d}",
             "timestamp": when.isoformat().replace("+00:00", "Z"),
             "slice": slice_name,
             "prompt": prompt,
             "reference": reference,
-            "response": _response(slice_name, reference, planted.get("name"), production),
+            "response": response,
         }
         traffic.pii.update(planted.values())
         if i in broken_at:

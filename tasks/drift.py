@@ -75,7 +75,7 @@ def plot(then: list[dict], now: list[dict], champion: str) -> bytes:
 def drift(config: DriftConfig, prompts: DatasetRef, champion_prompts: str, champion: str, out_uri: str) -> Drift:
     with Timer() as timer:
         now = [row for row in read_dataset(prompts) if row.get("origin") != "replay"]
-        then = storage.read_table(champion_prompts).to_pylist()
+        then = [row for row in storage.read_table(champion_prompts).to_pylist() if row.get("origin") != "synthetic"]
         before, after = shares(then), shares(now)
         new_slices = sorted(set(after) - set(before))
         alone = without_neighbour([user_text(r) for r in now], [user_text(r) for r in then], config)

@@ -38,11 +38,12 @@ class Replayed(StageResult):
 
 
 def replay_rows(new: list[dict], champion: list[dict], held_out: list[dict], config: ReplayConfig) -> list[dict]:
-    """`share` x len(new) of the champion's prompts, stratified by slice, none held out, new, or repeated."""
+    """`share` x len(new) of the champion's prompts, stratified by slice, none held out, new, repeated or synthetic
+    (a run writes its own where traffic is thin, within its own cap)."""
     taken = {normalize_text(row["prompt"]) for row in new + held_out}
     distinct: dict[str, dict] = {}
     for row in champion:
-        if (key := normalize_text(row["prompt"])) not in taken:
+        if (key := normalize_text(row["prompt"])) not in taken and row.get("origin") != "synthetic":
             distinct.setdefault(key, row)
     chosen = stratified_sample(list(distinct.values()), round(config.share * len(new)), config.seed)
     return [row | {"origin": "replay"} for row in chosen]

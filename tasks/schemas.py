@@ -18,8 +18,10 @@ PROMPTS = pa.schema(
         ("prompt", pa.string()),  # the user's text, or a chat row's turns as one text (redacted after redact)
         ("reference", pa.string()),  # the checkable answer, or null
         ("messages", pa.list_(MESSAGE)),  # a chat row's conversation, ending with the user's turn; else null
-        ("origin", pa.string()),  # "traffic" (this run's window), "replay" (earlier traffic, replayed)
+        ("origin", pa.string()),  # "traffic" (this run's window), "replay" (earlier traffic), "synthetic"
         ("response", pa.string()),  # the answer production gave (redacted after redact), or null
+        ("parent", pa.string()),  # a synthetic prompt's: its seed rows' ids (Self-Instruct) or the prompt it evolved
+        ("operation", pa.string()),  # a synthetic prompt's: self_instruct, or the Evol-Instruct operation
     ]
 )
 
@@ -45,6 +47,22 @@ COVERAGE_MAP = pa.schema(
         ("x", pa.float32()),
         ("y", pa.float32()),
         ("prompt", pa.string()),  # the user's text (tasks.stage.user_text)
+        ("embedding", pa.list_(pa.float32())),  # its unit vector (tasks.embed): synthesis measures distances in it
+    ]
+)
+
+# synthesize -> MLflow. Every prompt the teacher wrote for a thin cluster (redacted), kept or dropped and why.
+SYNTHETIC = pa.schema(
+    [
+        ("id", pa.string()),  # syn-<hash>: the training prompt's id when kept
+        ("cluster", pa.int32()),  # the thin cluster it was written for
+        ("slice", pa.string()),  # that cluster's commonest slice
+        ("parent", pa.string()),  # the seed rows' ids (Self-Instruct), or the candidate it evolved
+        ("operation", pa.string()),  # self_instruct, or the Evol-Instruct operation
+        ("depth", pa.int32()),  # Evol-Instruct rounds behind it
+        ("prompt", pa.string()),
+        ("kept", pa.bool_()),
+        ("reason", pa.string()),  # why it was dropped, or null
     ]
 )
 

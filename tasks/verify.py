@@ -2,7 +2,8 @@
 
 Output `verdicts.parquet` (schemas.VERDICTS): prompt id, sample index, verifier, ok, score,
 reason. The filter reads it to drop wrong answers; the report says how much N samples plus a
-verifier buy over a single sample.
+verifier buy over a single sample. A row without the reference its slice's number, math or label verifier needs
+(a synthetic prompt) is judged by a majority vote over its samples on the same kind of answer.
 """
 
 from __future__ import annotations
@@ -16,11 +17,25 @@ from tasks.cache import STAGE_TASK, stage_uri
 from tasks.refs import DatasetRef
 from tasks.schemas import VERDICTS
 from tasks.stage import StageReport, StageResult, Timer, read_dataset, write_dataset
-from tasks.verifiers import Majority, Verdict, VerifyConfig, verdict
+from tasks.verifiers import Label, Majority, Math, Number, Verdict, Verifier, VerifyConfig, verdict
 
 
 class Verified(StageResult):
     verdicts: DatasetRef
+
+
+def voted(verifier: Verifier | None, row: dict) -> Majority | None:
+    """How a row's samples are judged together: a majority-vote slice's own vote; and a row without the reference
+    its slice's number, math or label verifier needs (a synthetic prompt) by a vote on the same kind of answer."""
+    if isinstance(verifier, Majority):
+        return verifier
+    if row.get("reference") or verifier is None:
+        return None
+    if isinstance(verifier, Number | Math):
+        return Majority(votes_on="number")
+    if isinstance(verifier, Label) and verifier.labels:
+        return Majority(votes_on="label", labels=verifier.labels)
+    return None  # free text or code without its tests: left unchecked, and counted
 
 
 def verdict_rows(config: VerifyConfig, rollouts: list[dict]) -> list[dict]:
@@ -28,14 +43,15 @@ def verdict_rows(config: VerifyConfig, rollouts: list[dict]) -> list[dict]:
     together, per prompt."""
     found: dict[int, Verdict | None] = {}
     groups: dict[str, list[int]] = defaultdict(list)
+    votes: dict[str, Majority] = {}
     for i, row in enumerate(rollouts):
-        if isinstance(config.by_slice.get(row["slice"]), Majority):
+        if vote := voted(config.by_slice.get(row["slice"]), row):
             groups[row["prompt_id"]].append(i)
+            votes[row["prompt_id"]] = vote
         else:
             found[i] = verdict(config, row, row["completion"])
-    for members in groups.values():
-        vote = config.by_slice[rollouts[members[0]]["slice"]]
-        found |= dict(zip(members, vote.verify_group([rollouts[i]["completion"] for i in members]), strict=True))
+    for pid, members in groups.items():
+        found |= dict(zip(members, votes[pid].verify_group([rollouts[i]["completion"] for i in members]), strict=True))
     rows = []
     for i, row in enumerate(rollouts):
         checked = found[i]
@@ -43,12 +59,12 @@ def verdict_rows(config: VerifyConfig, rollouts: list[dict]) -> list[dict]:
         if verifier is None:
             unchecked = f"no verifier for slice {row['slice']}"
         else:
-            unchecked = "too few samples state an answer to vote" if isinstance(verifier, Majority) else "no reference"
+            unchecked = "too few samples state an answer to vote" if voted(verifier, row) else "no reference"
         rows.append(
             {
                 "prompt_id": row["prompt_id"],
                 "sample_index": row["sample_index"],
-                "verifier": config.by_slice[row["slice"]].kind if checked else "none",
+                "verifier": (voted(verifier, row) or verifier).kind if checked else "none",
                 "ok": checked.ok if checked else None,
                 "score": checked.score if checked else None,
                 "reason": checked.reason if checked else unchecked,

@@ -1,6 +1,6 @@
 """Names where people write them: after a greeting, an introduction, a sign-off, a title or a role, in a
-`name=` field, in "From …:" and "ticket from …"; before "here", "wrote", "<email>". A name is capitalised
-words in any cased script (particles such as "van der" allowed), or a run of letters of a script
+`name=` field, in "From …:" and "ticket from …"; before "here", "wrote", "<email>", ", login <email>". A name is
+capitalised words in any cased script (particles such as "van der" allowed), or a run of letters of a script
 without case (CJK, Arabic, Devanagari …). Cue words cover the languages support desks see most.
 """
 
@@ -61,6 +61,9 @@ _NAME_FIELDS = (
     r"name|full[ _]?name|first[ _]?name|last[ _]?name|surname|user[ _]?name|contact[ _]?name|customer[ _]?name"
 )
 # a field's value may be written in lower case; it ends before the next `key=` or a word that is no name
+_DEGREE = r"(?:[ \t]+[\p{L}.-]{1,10}\.)?"  # "Urte Henk B.Eng.", "Al Smith Jr."
+_ADDRESS_LABELS = r"login|e-?mail|mail|user(?:name)?|account|contact|address"
+_THEN_ADDRESS = rf"[ \t]*[,;][ \t]*(?:(?i:{_ADDRESS_LABELS})[ \t]*[:=]?[ \t]*)?[^\s,;]+@"  # ", login maria@…"
 _LOWER_NAME = rf"[\p{{L}}\p{{M}}'’-]+(?:[ \t](?![\w.-]*[=:])(?!(?i:{NOT_NAMES})\b)[\p{{L}}\p{{M}}'’-]+){{0,3}}"
 
 NAME_PATTERNS = [
@@ -78,6 +81,8 @@ NAME_PATTERNS = [
     (rf"(?<=\b(?i:{_MESSAGES})[ \t]+(?i:from|by)[ \t]+{_QUOTE}){NAME}", 0.6),  # "(ticket from Maria)"
     (rf"{_NAME_AT_WORD}(?=[ \t]*(?:,[ \t]*)?(?:here\b|wrote\b|writes\b|said\b|says\b|asked\b|asks\b|replied\b))", 0.6),
     (rf"{_NAME_AT_WORD}(?=[\"'”’»]?[ \t]*[<(\[][^>)\]\s]+@)", 0.6),  # "Maria Garcia <maria@…>"
+    # "Maria Garcia, login maria@…", "Li Wei; e-mail: wei@…": a full name, then an address
+    (rf"(?<![\p{{L}}\p{{M}}]){_FULL_NAME}(?={_DEGREE}{_THEN_ADDRESS})", 0.6),
     (rf"(?<=^[ \t]*(?:--|—|–|~)[ \t]*{_GAP}){NAME}", 0.6),  # signature: "-- Maria", "-- \nMaria"
     (rf"(?<=[ \t](?:--|—|–|~)[ \t]*){NAME}(?=[ \t]*$)", 0.6),  # "… thanks -- Maria" ending a line
     # name=maria garcia: surer than the NER, which may read `name=Maria` as one token and would else win

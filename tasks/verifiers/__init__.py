@@ -33,6 +33,7 @@ class VerifyConfig(Config):
             "uppercase": Contains(case_sensitive=True),
             "sentiment": Label(),
             "arithmetic": Number(),
+            "sounds": Contains(),
             "halves": Math(),
             "place": Json(
                 json_schema={

@@ -1,6 +1,7 @@
 """The whole flow on a tiny random teacher, twice, against a real (temporary) Prefect API."""
 
 import json
+import re
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -423,15 +424,41 @@ def test_two_sizes_and_dpo_are_scored_side_by_side_and_the_smallest_that_clears_
     assert f"{summary.student} 95%" in table and "student_one_dpo" in table
 
 
-def test_a_selection_budget_keeps_exactly_that_many_rows_and_the_funnel_accounts_for_the_rest(runs, tmp_path):
+def test_synthetic_prompts_for_thin_clusters_are_answered_and_a_selection_budget_is_exact(runs, tmp_path, monkeypatch):
+    """One run for two features: synthesis (a scripted teacher writes the prompts: a random one writes none that
+    pass) and a selection budget of 5 rows, the funnel accounting for the rest."""
+    from tasks import synthesize
     from tasks.selection import SelectionConfig
+    from tasks.synthesize import Reply, SynthesisConfig
 
+    def rewrite(writer, requests, n, progress):  # a seed, with a constraint added: new, and of its cluster
+        seed = {rid: re.findall(r"^- (.*)$", text, re.MULTILINE)[0] for rid, text in requests.items()}
+        return {(rid, i): Reply(f"{seed[rid]} Answer in exactly {i + 3} words.") for rid in requests for i in range(n)}
+
+    monkeypatch.setattr(synthesize.Writer, "replies", rewrite)
     config, _, _ = runs
+    synthesis = SynthesisConfig(enabled=True, fill_to=4, evolve_depth=0, near_duplicate=0.995, max_share=0.25)
     budgeted = config.model_copy(
-        update={"work_dir": str(tmp_path / "work"), "stop_after": "selection", "selection": SelectionConfig(budget=5)}
+        update={
+            "work_dir": str(tmp_path / "work"),
+            "stop_after": "selection",
+            "selection": SelectionConfig(budget=5),
+            "synthesis": synthesis,
+        }  # fmt: skip
     )
     stopped = distill(budgeted, return_state=True).result()
     assert stopped.stage == "selection"
-    metrics = _mlflow(budgeted).get_run(stopped.mlflow_run_id).data.metrics
+    client = _mlflow(budgeted)
+    metrics = client.get_run(stopped.mlflow_run_id).data.metrics
+    made = metrics["synthesize.synthetic_prompts"]
+    assert 0 < made <= 8 and metrics["synthesize.training_prompts_after"] == 24 + made  # 25 % of 32: at most 8
+    assert metrics["decontaminate.rows_in"] == 24 + made
+    written = pq.read_table(_artifact_dir(client, stopped.mlflow_run_id) / "synthesize" / "synthetic.parquet")
+    new = {row["prompt"] for row in written.to_pylist() if row["kept"]}
+    assert len(new) == made
+    answered = set(pq.read_table(stopped.datasets["rollout.rollouts"]).column("prompt").to_pylist())
+    assert new <= answered  # the teacher answered them as it does real prompts
+    held_out = pq.read_table(stopped.datasets["redact.eval_prompts"]).column("prompt").to_pylist()
+    assert not new & set(held_out)
     assert metrics["selection.rows_out"] == metrics["funnel.training_rows.all"] == 5
     assert metrics["funnel.selection.not_selected.all"] == metrics["filter.rows_out"] - 5

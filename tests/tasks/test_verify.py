@@ -62,3 +62,20 @@ def test_a_majority_slice_is_judged_per_prompt_and_a_json_slice_keeps_its_json(t
     kept = filter_rows(FilterConfig(drop_truncated=False), rollouts, verdicts, None, str(tmp_path / "f"))
     answers = {r["prompt_id"]: r["messages"][-1]["content"] for r in read_dataset(kept.rows)}
     assert answers["j"] == '{"city": "Kyoto"}'  # the JSON alone, not the prose around it
+
+
+def test_a_prompt_without_the_reference_its_verifier_needs_is_judged_by_its_samples_majority(tmp_path):
+    """A synthetic prompt has no reference: a number slice's samples vote on the number they state, a contains
+    slice's free text is left unchecked, and a prompt with its reference is verified as ever."""
+    from tasks.verifiers import Contains
+
+    rows = [_rollout("s", i, text, reference=None) for i, text in enumerate(["It is 12.", "12", "I think 13."])]
+    rows += [_rollout("w", 0, "Moo.", slice_name="sounds", reference=None), _rollout("p", 0, "7")]
+    config = VerifyConfig(by_slice={"math": Number(), "sounds": Contains()})
+    verdicts = read_dataset(
+        verify(config, write_dataset(rows, tmp_path / "r.parquet", ROLLOUTS), str(tmp_path)).verdicts
+    )
+    assert [(v["verifier"], v["ok"]) for v in verdicts] == [
+        ("majority", True), ("majority", True), ("majority", False), ("none", None), ("number", True)
+    ]  # fmt: skip
+    assert verdicts[2]["reason"] == "against the majority 12 (2 of 3)" and verdicts[3]["reason"] == "no reference"
