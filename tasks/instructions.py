@@ -66,9 +66,11 @@ def new_prompt(reply: str) -> tuple[str, bool]:
     return text, len(paragraphs) > 1
 
 
-# a reply about the request rather than one ("Here's a new request", "Sure!"); not "Here is my essay: proofread it"
+# a reply about the request rather than one ("Here's a new request", "Sure!", "I'm just a friendly AI"); not "Here is
+# my essay: proofread it"
 NOT_A_PROMPT = re.compile(
     r"^\W*(?:here(?:'s|’s| is| are) (?:a |an |the |one |some )?(?:new|rewritten|revised|updated|example|response|"
-    r"more|another)\b|sure\b|certainly\b|of course\b|instead of\b)",
+    r"more|another)\b|sure\b|certainly\b|of course\b|instead of\b)"
+    r"|\bI(?:'m| am) (?:just )?(?:an? |your )?(?:friendly |helpful )?(?:AI|assistant|language model)\b",  # its voice
     re.IGNORECASE,
 )

@@ -55,8 +55,9 @@ COVERAGE_MAP = pa.schema(
 SYNTHETIC = pa.schema(
     [
         ("id", pa.string()),  # syn-<hash>: the training prompt's id when kept
-        ("cluster", pa.int32()),  # the thin cluster it was written for
-        ("slice", pa.string()),  # that cluster's commonest slice
+        ("target", pa.string()),  # the thin cluster or slice it was written for: "cluster 3", "slice sounds"
+        ("cluster", pa.int32()),  # the cluster the map must place it in
+        ("slice", pa.string()),  # the slice it joins (a thin cluster's commonest)
         ("parent", pa.string()),  # the seed rows' ids (Self-Instruct), or the candidate it evolved
         ("operation", pa.string()),  # self_instruct, or the Evol-Instruct operation
         ("depth", pa.int32()),  # Evol-Instruct rounds behind it

@@ -4,8 +4,8 @@ Checked in order, the first failure its reason: `empty`; `truncated` (cut off be
 `refusal`; `not_a_prompt` (a reply about the request: "Here is …"); a `copy_of_seed` (the text of a seed it was
 shown or of the prompt it rewrote, or a cosine >= 0.98 to one); a `near_duplicate` of any prompt on the map, held
 out, or kept before it (a rewrite is compared with its own lineage by the copy check only); `off_topic`, when the
-map places it nearest another cluster's centre, or under `on_topic` times as close to its own as the cluster's
-real prompts are.
+map places it in another cluster than its target's, or under `on_topic` times as close to its target's centre as
+the target's real prompts are.
 """
 
 from __future__ import annotations
@@ -36,7 +36,8 @@ class Candidate:
     """A prompt the teacher wrote, where it came from, and why it was dropped (None: kept so far)."""
 
     id: str
-    cluster: int
+    target: str  # the thin cluster or slice it was written for
+    cluster: int  # where the map must place it
     slice: str
     parent: str  # the seed rows' ids (Self-Instruct), or the candidate it evolved
     operation: str
@@ -50,14 +51,25 @@ class Candidate:
 
 
 @dataclass
+class Target:
+    """Where new prompts go: a thin cluster (its commonest slice's) or a thin slice (wherever the map put it)."""
+
+    name: str  # "cluster 3", "slice sounds"
+    slice: str  # the slice its prompts join
+    home: int  # the cluster the map must place them in
+    have: int  # its training prompts
+    seeds: list[dict]  # its distinct real prompts a teacher may be shown: none held out
+    centre: np.ndarray  # its production prompts' mean direction
+    spread: float  # the cosine to the centre that all but the farthest 5 % of its production prompts reach
+
+
+@dataclass
 class Map:
     """The coverage map as synthesis reads it: who is where, and every prompt's vector."""
 
     rows: list[dict]
     vectors: np.ndarray
     means: np.ndarray  # each cluster's production prompts' mean: its k-means centroid, placing as the map does
-    centres: np.ndarray  # ... as a unit vector: the direction cosines are measured to
-    spread: np.ndarray  # each cluster's: the cosine to its centre that all but the farthest 5 % of its prompts reach
 
     @classmethod
     def read(cls, ref: DatasetRef) -> Map:
@@ -68,36 +80,46 @@ class Map:
         clusters = np.array([row["cluster"] for row in rows])
         production = np.array([row["part"] == "production" for row in rows])
         means = np.zeros((int(clusters.max(initial=-1)) + 1, WIDTH), dtype=np.float32)
-        centres, spread = means.copy(), np.ones(len(means), dtype=np.float32)
         for cluster in np.unique(clusters[production]):
-            members = vectors[production & (clusters == cluster)]
-            means[cluster] = members.mean(axis=0)
-            centres[cluster] = means[cluster] / max(np.linalg.norm(means[cluster]), 1e-9)
-            spread[cluster] = np.quantile(members @ centres[cluster], 0.05)
-        return cls(rows=rows, vectors=vectors, means=means, centres=centres, spread=spread)
+            means[cluster] = vectors[production & (clusters == cluster)].mean(axis=0)
+        return cls(rows=rows, vectors=vectors, means=means)
 
-    def clusters(self) -> list[int]:
-        return sorted({row["cluster"] for row in self.rows if row["part"] == "production"})
-
-    def training_counts(self) -> Counter:
-        return Counter(row["cluster"] for row in self.rows if row["part"] == "train")
-
-    def seed_pool(self, cluster: int, held_out: set[str]) -> tuple[str, list[dict]]:
-        """The cluster's commonest slice in production, and its distinct prompts there that are not held out."""
-        production = [r for r in self.rows if r["part"] == "production" and r["cluster"] == cluster]
-        mostly = Counter(r["slice"] for r in production).most_common(1)[0][0]
-        pool = {}
-        for row in production:
-            if row["slice"] == mostly and normalize_text(row["prompt"]) not in held_out:
-                pool.setdefault(row["prompt"], row)
-        return mostly, [pool[text] for text in sorted(pool)]
+    def targets(self, held_out: set[str]) -> list[Target]:
+        """Every cluster and every slice of production as a place new prompts could go."""
+        production = [i for i, row in enumerate(self.rows) if row["part"] == "production"]
+        trained = Counter()
+        for row in self.rows:
+            if row["part"] == "train":
+                trained[f"cluster {row['cluster']}"] += 1
+                trained[f"slice {row['slice']}"] += 1
+        groups: dict[str, list[int]] = {}
+        for i in production:
+            groups.setdefault(f"cluster {self.rows[i]['cluster']}", []).append(i)
+            groups.setdefault(f"slice {self.rows[i]['slice']}", []).append(i)
+        found = []
+        for name, members in sorted(groups.items()):
+            slices = Counter(self.rows[i]["slice"] for i in members)
+            clusters = Counter(self.rows[i]["cluster"] for i in members)
+            mostly = slices.most_common(1)[0][0]
+            pool = {}
+            for i in members:
+                text = self.rows[i]["prompt"]
+                if self.rows[i]["slice"] == mostly and normalize_text(text) not in held_out:
+                    pool.setdefault(text, self.rows[i])
+            mean = self.vectors[members].mean(axis=0)
+            centre = mean / max(float(np.linalg.norm(mean)), 1e-9)
+            spread = float(np.quantile(self.vectors[members] @ centre, 0.05))
+            found.append(Target(name, mostly, clusters.most_common(1)[0][0], trained[name],
+                                [pool[text] for text in sorted(pool)], centre, spread))  # fmt: skip
+        return found
 
 
 class Checks:
     """Drops candidates with their reason, against what exists and what was kept before them."""
 
-    def __init__(self, space: Map, held_out: np.ndarray, near_duplicate: float, on_topic: float):
-        self.space, self.near_duplicate, self.on_topic = space, near_duplicate, on_topic
+    def __init__(self, space: Map, targets: dict[str, Target], held_out: np.ndarray, near_duplicate: float,
+                 on_topic: float):  # fmt: skip
+        self.space, self.targets, self.near_duplicate, self.on_topic = space, targets, near_duplicate, on_topic
         self.existing = np.concatenate([space.vectors, held_out]) if len(held_out) else space.vectors
         self.names = [f"{r['part']} {r['id']}" for r in space.rows] + ["a held-out prompt"] * len(held_out)
         self.kept: list[tuple[str, np.ndarray]] = []
@@ -132,10 +154,10 @@ class Checks:
         placed = int(nearest(vector[None, :], self.space.means)[0])
         if placed != candidate.cluster:
             return f"off_topic: nearest cluster {placed}, not {candidate.cluster}"
-        cosine = float(self.space.centres[candidate.cluster] @ vector)
-        least = self.on_topic * float(self.space.spread[candidate.cluster])
+        target = self.targets[candidate.target]
+        cosine, least = float(target.centre @ vector), self.on_topic * target.spread
         if cosine < least:
-            return f"off_topic: cosine {cosine:.2f} to cluster {candidate.cluster}'s centre, under {least:.2f}"
+            return f"off_topic: cosine {cosine:.2f} to the centre of {target.name}, under {least:.2f}"
         return None
 
     def nearest(self, vector: np.ndarray, lineage: set[str]) -> tuple[str, float] | None:

@@ -1,15 +1,16 @@
 """Synthesize: new prompts where production traffic is thin, written by the teacher, before any rollout.
 
-A cluster of the coverage map (tasks.coverage_map) with fewer than `fill_to` training prompts is thin. For each,
-the teacher writes new prompts of its kind: Self-Instruct from a few of the cluster's real prompts (its commonest
-slice's, never a held-out one, redacted before the teacher sees them), then `evolve_depth` rounds of
-Evol-Instruct over each new one (tasks.instructions). Every request goes through the LLM layer's durable store
-(purpose `synthesize`): a retry or a rerun asks only for what is missing.
+A cluster of the coverage map (tasks.coverage_map) with fewer than `fill_to` training prompts is thin, and so is
+a slice (the map may put a rare slice in a cluster with a common one). For each thin target the teacher writes
+new prompts of its kind: Self-Instruct from a few of its real prompts (a cluster's commonest slice's; never a
+held-out one; redacted before the teacher sees them), then `evolve_depth` rounds of Evol-Instruct over each new
+one (tasks.instructions). Every request goes through the LLM layer's durable store (purpose `synthesize`): a retry
+or a rerun asks only for what is missing.
 Each candidate is redacted (a teacher may invent a name), then checked (tasks.synthesis_checks: cut off, a
-refusal, a copy of its seed, a near-duplicate, off its cluster's topic) and dropped with its reason otherwise.
-A cluster takes its quota from the survivors, the most evolved first and one per lineage
-(`evolved_into` the rewrite taken); the rest are `cluster_full`. Synthetic prompts are at most `max_share` of
-the training prompts, and the thin clusters share that cap in proportion to what each lacks.
+refusal, a copy of its seed, a near-duplicate, off its target's topic) and dropped with its reason otherwise.
+A target takes its quota from the survivors, the most evolved first and one per lineage (`evolved_into` the
+rewrite taken); the rest are `target_full`. Synthetic prompts are at most `max_share` of the training prompts,
+and the thin targets share that cap in proportion to what each lacks.
 The kept prompts join the training prompts (origin `synthetic`, with `parent` and `operation`) and go through
 decontamination, rollout and every filter as real ones do; none is ever held out. `synthetic.parquet`
 (schemas.SYNTHETIC) holds every candidate with its reason.
@@ -47,7 +48,7 @@ from tasks.stage import (
     user_text,
     write_dataset,
 )
-from tasks.synthesis_checks import Candidate, Checks, Map
+from tasks.synthesis_checks import Candidate, Checks, Map, Target
 
 PURPOSE = "synthesize"
 
@@ -55,14 +56,18 @@ PURPOSE = "synthesize"
 class SynthesisConfig(Config):
     """Synthetic prompts, only where production traffic is thin (needs `source.coverage`)."""
 
-    enabled: bool = Field(False, description="Have the teacher write prompts for thin clusters of the coverage map.")
+    enabled: bool = Field(
+        False, description="Have the teacher write prompts for the thin clusters and slices of the coverage map."
+    )
     fill_to: int = Field(
-        8, ge=1, description="A cluster with fewer training prompts than this is thin, and is filled up to it."
+        8, ge=1, description="A cluster or slice with fewer training prompts than this is thin, and filled up to it."
     )
     max_share: float = Field(
         0.2, gt=0, lt=1, description="Synthetic prompts are at most this share of the training prompts."
     )
-    seeds: int = Field(3, ge=1, le=8, description="Real prompts of the cluster shown per Self-Instruct request.")
+    seeds: int = Field(
+        3, ge=1, le=8, description="Real prompts of the thin cluster or slice shown per Self-Instruct request."
+    )
     attempts: int = Field(
         3, ge=1, le=8, description="Candidates the teacher writes per prompt wanted (some fail and are dropped)."
     )
@@ -82,8 +87,8 @@ class SynthesisConfig(Config):
         0.5,
         gt=0,
         le=1,
-        description="A new prompt's cosine to its cluster's centre must reach this share of the cosine 95 % of the "
-        "cluster's real prompts reach (a generic reply is near no centre).",
+        description="A new prompt's cosine to its target's centre must reach this share of the cosine 95 % of the "
+        "target's real prompts reach (a generic reply is near no centre).",
     )
     temperature: float = Field(1.0, ge=0, description="The teacher's sampling temperature when it writes prompts.")
     max_new_tokens: int = Field(96, ge=8, description="Longest new prompt, in tokens; longer ones are `truncated`.")
@@ -95,11 +100,20 @@ class Synthesized(StageResult):
     synthetic: DatasetRef  # every candidate, kept or not, and why
 
 
-def quotas(have: Counter, clusters: list[int], config: SynthesisConfig, train_prompts: int) -> dict[int, int]:
-    """New prompts per thin cluster: what each lacks of `fill_to`, within the cap on the synthetic share."""
-    lacking = {c: config.fill_to - have[c] for c in clusters if have[c] < config.fill_to}
+def thin(targets: list[Target], fill_to: int) -> list[Target]:
+    """The clusters with fewer than `fill_to` training prompts, and the slices too, unless a thin cluster already
+    writes for that slice (a rare slice the map put in a cluster with a common one is thin on its own)."""
+    clusters = [t for t in targets if t.name.startswith("cluster ") and t.have < fill_to]
+    covered = {t.slice for t in clusters}
+    slices = [t for t in targets if t.name.startswith("slice ") and t.have < fill_to and t.slice not in covered]
+    return clusters + slices
+
+
+def quotas(have: dict[str, int], config: SynthesisConfig, train_prompts: int) -> dict[str, int]:
+    """New prompts per thin target: what each lacks of `fill_to`, within the cap on the synthetic share."""
+    lacking = {name: config.fill_to - n for name, n in have.items() if n < config.fill_to}
     cap = int(config.max_share * train_prompts / (1 - config.max_share) + 1e-9)
-    return {c: n for c, n in allocate(lacking, cap).items() if n}
+    return {name: n for name, n in allocate(lacking, cap).items() if n}
 
 
 def sampling(config: SynthesisConfig, teacher: LLMConfig) -> LLMConfig:
@@ -158,32 +172,31 @@ class Writer:
             candidate.text, candidate.pii = text, pii
 
 
-def first_round(pools: dict[int, tuple[str, list[dict]]], wanted: dict[int, int], config: SynthesisConfig,
-                writer: Writer, progress: Progress) -> list[Candidate]:  # fmt: skip
-    """Self-Instruct: per thin cluster, one request per prompt wanted, each with its own seeds, redacted (and on
+def first_round(targets: dict[str, Target], wanted: dict[str, int], config: SynthesisConfig, writer: Writer,
+                progress: Progress) -> list[Candidate]:  # fmt: skip
+    """Self-Instruct: per thin target, one request per prompt wanted, each with its own seeds, redacted (and on
     one line each, as the request lists them) before the teacher sees them."""
     rng = random.Random(config.seed)
-    drawn = {cluster: [rng.sample(pools[cluster][1], min(config.seeds, len(pools[cluster][1]))) for _ in range(count)]
-             for cluster, count in sorted(wanted.items())}  # fmt: skip
+    drawn = {name: [rng.sample(targets[name].seeds, min(config.seeds, len(targets[name].seeds))) for _ in range(n)]
+             for name, n in sorted(wanted.items())}  # fmt: skip
     texts = sorted({row["prompt"] for draws in drawn.values() for seeds in draws for row in seeds})
-    shown = {
-        text: " ".join(redacted.split()) for text, (redacted, _) in zip(texts, writer.redacted(texts), strict=True)
-    }
+    redacted = writer.redacted(texts)
+    shown = {text: " ".join(done.split()) for text, (done, _) in zip(texts, redacted, strict=True)}
     requests, asked = {}, {}
-    for cluster, draws in drawn.items():
+    for name, draws in drawn.items():
         for j, seeds in enumerate(draws):
             text = self_instruct([shown[row["prompt"]] for row in seeds])
-            rid = prompt_id(f"{cluster}:{j}:{text}")
-            requests[rid], asked[rid] = text, (cluster, seeds)
+            rid = prompt_id(f"{name}:{j}:{text}")
+            requests[rid], asked[rid] = text, (targets[name], seeds)
     replies = writer.replies(requests, config.attempts, progress)
     out = []
-    for rid, (cluster, seeds) in asked.items():
+    for rid, (target, seeds) in asked.items():
         for i in range(config.attempts):
             reply = replies[(rid, i)]
-            out.append(Candidate(id=f"syn-{prompt_id(f'{rid}:{i}')}", cluster=cluster, slice=pools[cluster][0],
-                                 parent=",".join(row["id"] for row in seeds), operation="self_instruct", depth=0,
-                                 text=reply.text, truncated=reply.cut, against=[shown[row["prompt"]] for row in seeds],
-                                 reason=reply.refused))  # fmt: skip
+            out.append(Candidate(id=f"syn-{prompt_id(f'{rid}:{i}')}", target=target.name, cluster=target.home,
+                                 slice=target.slice, parent=",".join(row["id"] for row in seeds),
+                                 operation="self_instruct", depth=0, text=reply.text, truncated=reply.cut,
+                                 against=[shown[row["prompt"]] for row in seeds], reason=reply.refused))  # fmt: skip
     return out
 
 
@@ -196,26 +209,27 @@ def evolved(parents: list[Candidate], config: SynthesisConfig, writer: Writer, p
     out = []
     for parent, rid in zip(parents, requests, strict=True):
         reply = replies[(rid, 0)]
-        out.append(Candidate(id=f"syn-{rid}", cluster=parent.cluster, slice=parent.slice, parent=parent.id,
+        out.append(Candidate(id=f"syn-{rid}", target=parent.target, cluster=parent.cluster, slice=parent.slice,
+                             parent=parent.id,
                              operation=chosen[parent.id], depth=parent.depth + 1, text=reply.text, truncated=reply.cut,
                              against=[parent.text], ancestors=(*parent.ancestors, parent.id),
                              reason=reply.refused))  # fmt: skip
     return out
 
 
-def take(candidates: list[Candidate], wanted: dict[int, int]) -> list[Candidate]:
-    """Per cluster, its quota of survivors, the most evolved first and one per lineage (a prompt and its rewrite
-    say nearly the same: the rewrite stands for both, `evolved_into`); the others `cluster_full`."""
+def take(candidates: list[Candidate], wanted: dict[str, int]) -> list[Candidate]:
+    """Per target, its quota of survivors, the most evolved first and one per lineage (a prompt and its rewrite
+    say nearly the same: the rewrite stands for both, `evolved_into`); the others `target_full`."""
     taken = []
-    for cluster, count in wanted.items():
-        alive = [c for c in candidates if c.cluster == cluster and c.reason is None]
+    for name, count in wanted.items():
+        alive = [c for c in candidates if c.target == name and c.reason is None]
         alive.sort(key=lambda c: -c.depth)  # stable: in the order written within a depth
         mine, stands_for = [], {}
         for candidate in alive:
             if candidate.id in stands_for:
                 candidate.reason = f"evolved_into:{stands_for[candidate.id]}"
             elif len(mine) == count:
-                candidate.reason = "cluster_full"
+                candidate.reason = "target_full"
             else:
                 mine.append(candidate)
                 stands_for |= dict.fromkeys(candidate.ancestors, candidate.id)
@@ -241,18 +255,18 @@ def synthesize(
     store_url: str,
     out_uri: str,
 ) -> Synthesized:
-    """New prompts for the thin clusters, checked and capped, after the training prompts."""
+    """New prompts for the thin clusters and slices, checked and capped, after the training prompts."""
     with Timer() as timer:
         space, rows = Map.read(coverage_map), read_dataset(train)
         held = sorted({user_text(row) for ref in held_out for row in read_dataset(ref)})
-        have = space.training_counts()
-        pools = {c: space.seed_pool(c, {normalize_text(t) for t in held}) for c in space.clusters()}
-        seedless = sorted(c for c, (_, pool) in pools.items() if not pool and have[c] < config.fill_to)
-        wanted = quotas(have, [c for c in pools if c not in seedless], config, len(rows))
+        targets = {t.name: t for t in space.targets({normalize_text(text) for text in held})}
+        thinned = thin(list(targets.values()), config.fill_to)
+        seedless = [t.name for t in thinned if not t.seeds]
+        wanted = quotas({t.name: t.have for t in thinned if t.seeds}, config, len(rows))
         writer = Writer(sampling(config, teacher), checkpoint, store_url, Redactor(redact))
-        checks = Checks(space, embed(held), config.near_duplicate, config.on_topic)
+        checks = Checks(space, targets, embed(held), config.near_duplicate, config.on_topic)
         progress = Progress("synthesize", sum(wanted.values()) * config.attempts, unit="prompts written")
-        candidates = first_round(pools, wanted, config, writer, progress)
+        candidates = first_round(targets, wanted, config, writer, progress)
         writer.redact(candidates)
         checks.check(candidates)
         generation = [c for c in candidates if c.reason is None]
@@ -264,8 +278,8 @@ def synthesize(
             candidates += generation
             generation = [c for c in generation if c.reason is None]
         kept = take(candidates, wanted)
-    found = report(candidates, kept, wanted, have, len(rows), writer.spend.metrics(), timer.seconds)
-    found.notes += [f"cluster {c} is thin, but every prompt of it is held out: no seeds to show" for c in seedless]
+    found = report(candidates, kept, wanted, targets, len(rows), writer.spend.metrics(), timer.seconds)
+    found.notes += [f"{name} is thin, but every prompt of it is held out: no seeds to show" for name in seedless]
     return Synthesized(
         train_prompts=write_dataset(
             rows + [as_prompt(c) for c in kept], storage.join(out_uri, "train_prompts.parquet"), REDACTED_PROMPTS
@@ -278,24 +292,24 @@ def synthesize(
 
 
 def candidate_row(candidate: Candidate) -> dict:
-    return {"id": candidate.id, "cluster": candidate.cluster, "slice": candidate.slice, "parent": candidate.parent,
-            "operation": candidate.operation, "depth": candidate.depth, "prompt": candidate.text,
-            "kept": candidate.reason is None, "reason": candidate.reason}  # fmt: skip
+    return {"id": candidate.id, "target": candidate.target, "cluster": candidate.cluster, "slice": candidate.slice,
+            "parent": candidate.parent, "operation": candidate.operation, "depth": candidate.depth,
+            "prompt": candidate.text, "kept": candidate.reason is None, "reason": candidate.reason}  # fmt: skip
 
 
-def report(candidates: list[Candidate], kept: list[Candidate], wanted: dict[int, int], have: Counter, real: int,
-           spend: dict[str, float], seconds: float) -> StageReport:  # fmt: skip
+def report(candidates: list[Candidate], kept: list[Candidate], wanted: dict[str, int], targets: dict[str, Target],
+           real: int, spend: dict[str, float], seconds: float) -> StageReport:  # fmt: skip
     """Prompts written in, kept out, each drop by its reason (the near-duplicate's neighbour left out); per thin
-    cluster, what it had and what it got."""
+    target, what it had and what it got."""
     reasons = Counter(c.reason.split(":")[0] for c in candidates if c.reason)
-    got, table, notes = Counter(c.cluster for c in kept), [], []
-    for cluster in sorted(wanted):
-        mine = [c for c in candidates if c.cluster == cluster]
-        table.append({"cluster": cluster, "slice": mine[0].slice if mine else None, "training_prompts": have[cluster],
-                      "wanted": wanted[cluster], "written": len(mine), "kept": got[cluster]})  # fmt: skip
-        example = next((repr(c.text[:100]) for c in kept if c.cluster == cluster), "none kept")
-        notes.append(f"cluster {cluster}: {have[cluster]} training prompts, +{got[cluster]} synthetic of "
-                     f"{wanted[cluster]} wanted ({len(mine)} written); e.g. {example}")  # fmt: skip
+    got, table, notes = Counter(c.target for c in kept), [], []
+    for name in sorted(wanted):
+        mine, have = [c for c in candidates if c.target == name], targets[name].have
+        table.append({"target": name, "slice": targets[name].slice, "training_prompts": have,
+                      "wanted": wanted[name], "written": len(mine), "kept": got[name]})  # fmt: skip
+        example = next((repr(c.text[:100]) for c in kept if c.target == name), "none kept")
+        notes.append(f"{name}: {have} training prompts, +{got[name]} synthetic of {wanted[name]} wanted "
+                     f"({len(mine)} written); e.g. {example}")  # fmt: skip
     by_operation = Counter(c.operation for c in kept)
     return StageReport(
         stage="synthesize",
@@ -303,7 +317,8 @@ def report(candidates: list[Candidate], kept: list[Candidate], wanted: dict[int,
         rows_out=len(kept),
         dropped=dict(reasons),
         metrics={
-            "thin_clusters": len(wanted),
+            "thin_clusters": sum(name.startswith("cluster ") for name in wanted),
+            "thin_slices": sum(name.startswith("slice ") for name in wanted),
             "training_prompts_before": real,
             "training_prompts_after": real + len(kept),
             "synthetic_prompts": len(kept),
@@ -312,8 +327,8 @@ def report(candidates: list[Candidate], kept: list[Candidate], wanted: dict[int,
             **{f"teacher.{name}": value for name, value in spend.items()},
         },
         seconds=seconds,
-        notes=notes or ["no cluster is thin: nothing written"],
-        tables={"clusters": table},
+        notes=notes or ["no cluster or slice is thin: nothing written"],
+        tables={"targets": table},
     )
 
 
@@ -364,6 +379,6 @@ def synthesize_prompts(
     store: str,
     work_dir: str,
 ) -> Synthesized:
-    """Prompts for the thin clusters of the map, by the teacher through the durable store."""
+    """Prompts for the thin clusters and slices of the map, by the teacher through the durable store."""
     out_uri = stage_uri(work_dir, "synthesize", config, redact, teacher, checkpoint, train, held_out, coverage_map)
     return synthesize(config, redact, teacher, checkpoint, train, held_out, coverage_map, store, out_uri)

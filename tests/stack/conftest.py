@@ -58,7 +58,7 @@ def stack_command(env: dict[str, str], *args: str, timeout: float = 300) -> subp
 @pytest.fixture(scope="session")
 def stack(stack_env) -> StackSettings:
     """The running stack's settings; `redistill stack down` at the end of the session."""
-    up = stack_command(stack_env, "stack", "up")
+    up = stack_command({**stack_env, "PREFECT_WORKER_QUERY_SECONDS": "1"}, "stack", "up")  # runs start within 1 s
     assert up.returncode == 0, up.stdout + up.stderr
     print(up.stdout)
     yield StackSettings(**{k.removeprefix("REDISTILL_").lower(): v for k, v in stack_env.items()})
@@ -133,7 +133,7 @@ def wait_for(stack, flow_run_id: str, timeout_s: float = 900) -> dict:
         run = api(stack, "GET", f"/flow_runs/{flow_run_id}")
         if run["state"]["type"] in TERMINAL:
             return run
-        time.sleep(3)
+        time.sleep(1)
     raise TimeoutError(f"flow run {flow_run_id} still {run['state']['type']} after {timeout_s}s")
 
 

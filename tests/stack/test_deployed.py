@@ -114,7 +114,12 @@ def test_the_s3_server_killed_mid_run_and_restarted_costs_a_stage_retry_not_the_
         time.sleep(0.5)
     s3 = ObjectStore(stack)
     assert s3.down() == "stopped"
-    time.sleep(30)
+    while not any(  # training has failed for it, and waits for its retry
+        t["name"].startswith("train_student") and t["state_name"] == "AwaitingRetry"
+        for t in _task_runs(stack, flow_run["id"])
+    ):
+        assert time.monotonic() < deadline, "training never failed while S3 was down"
+        time.sleep(0.5)
     assert s3.up() == "started"  # same data folder: nothing written before the outage is lost
     finished = wait_for(stack, flow_run["id"])
     assert finished["state"]["type"] == "COMPLETED", finished["state"]

@@ -45,6 +45,7 @@ def _week(stack, until: str, weekly_log: str) -> tuple[dict, object]:
     assert config["schedule"]["fresh_traffic"] is True  # `redistill deploy` turned it on for this deployment
     config["source"] |= {"path": weekly_log, "until": until, "sample_size": 100, "eval_size": 2, "min_new_prompts": 3}
     config["replay"]["share"] = 0.5
+    config["export"]["quantize"] = False  # the champion is chosen on the student's scores; the worker test quantizes
     config["gate"]["registered_model"] = "weekly-student"  # its own champion: week 1's student, then week 2's
     config["run_name"] = f"week-until-{until[:10]}"
     created = api(

@@ -39,6 +39,7 @@ def test_a_killed_teacher_fails_the_run_and_its_ui_retry_asks_only_for_the_missi
         "server": {"base_url": proxy.base_url, "max_concurrency": 2, "max_retries": 1, "backoff_s": 0.2},
     }
     config["student"] = {"init": "checkpoint", "checkpoint": str(tiny_teacher)}
+    config["stop_after"] = "rollout"  # what an outage costs is the rollout's business: the stages after it are not
     try:
         flow_run = api(
             stack, "POST", f"/deployments/{on_demand['id']}/create_flow_run", json={"parameters": {"config": config}}

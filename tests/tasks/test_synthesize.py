@@ -93,12 +93,14 @@ def test_a_thin_cluster_is_filled_with_new_prompts_and_a_dense_one_gets_none(sou
     vectors = embed([r["prompt"] for r in made])
     assert (vectors @ vectors.T - np.eye(len(made))).max() < 0.9  # new, and not near-duplicates of each other
     candidates = read_dataset(grown.synthetic)
-    assert {c["cluster"] for c in candidates} == {rare}  # the dense clusters: not a request
+    assert {c["target"] for c in candidates} == {f"cluster {rare}"}  # the dense clusters: not a request
+    assert {c["cluster"] for c in candidates} == {rare}
     assert all(set(seeds_of(text)) for text in teacher.seen)
     # the seeds were redacted before the teacher saw them
     for name, email in planted:
         assert not [t for t in teacher.seen if email in t or name in t]
-    assert grown.report.metrics["thin_clusters"] == 1 and grown.report.rows_out == len(made)
+    assert grown.report.metrics["thin_clusters"] == 1 and grown.report.metrics["thin_slices"] == 0
+    assert grown.report.rows_out == len(made)
 
 
 def test_the_synthetic_share_never_passes_the_cap(sourced, tmp_path, monkeypatch):
@@ -106,7 +108,7 @@ def test_the_synthetic_share_never_passes_the_cap(sourced, tmp_path, monkeypatch
     monkeypatch.setattr(synthesis.Writer, "replies", teacher)
     grown = _synthesize(sourced, tmp_path, SynthesisConfig(fill_to=40, attempts=2, evolve_depth=0, max_share=0.05))
     made = [r for r in read_dataset(grown.train_prompts) if r["origin"] == "synthetic"]
-    wanted = grown.report.tables["clusters"]
+    wanted = grown.report.tables["targets"]
     assert sum(r["wanted"] for r in wanted) == 7 and len(teacher.seen) == 7  # 5 % of 157 is 7.9: seven asked for
     assert len(made) <= 7 and len(made) / (150 + len(made)) <= 0.05
     assert grown.report.metrics["thin_clusters"] > 1  # every cluster lacks prompts: the cap binds, not fill_to
@@ -114,10 +116,10 @@ def test_the_synthetic_share_never_passes_the_cap(sourced, tmp_path, monkeypatch
 
 def test_quotas_share_the_cap_by_what_each_cluster_lacks():
     config = SynthesisConfig(fill_to=10, max_share=0.2)
-    have = Counter({0: 10, 1: 2, 2: 6, 3: 40})
-    assert quotas(have, [0, 1, 2, 3], config, 100) == {1: 8, 2: 4}  # the cap (25) does not bind
-    assert quotas(have, [0, 1, 2, 3], config, 20) == {1: 3, 2: 2}  # 20 % of 25: 5, split 8:4
-    assert quotas(have, [0, 3], config, 100) == {}  # no cluster is thin
+    have = {"cluster 0": 10, "cluster 1": 2, "slice b": 6, "cluster 3": 40}
+    assert quotas(have, config, 100) == {"cluster 1": 8, "slice b": 4}  # the cap (25) does not bind
+    assert quotas(have, config, 20) == {"cluster 1": 3, "slice b": 2}  # 20 % of 25: 5, split 8:4
+    assert quotas({"cluster 0": 10, "cluster 3": 40}, config, 100) == {}  # nothing is thin
 
 
 def test_failed_prompts_are_dropped_with_their_reason(sourced, tmp_path, monkeypatch):
@@ -198,7 +200,7 @@ def test_no_thin_cluster_asks_the_teacher_nothing(sourced, tmp_path, monkeypatch
     assert (
         not teacher.seen
         and grown.report.rows_out == 0
-        and grown.report.notes == ["no cluster is thin: nothing written"]
+        and grown.report.notes == ["no cluster or slice is thin: nothing written"]
     )
     assert len(read_dataset(grown.train_prompts)) == 150
 
@@ -232,3 +234,34 @@ def test_the_prompt_is_read_from_the_ways_a_model_replies(reply, prompt, ended):
     from tasks.instructions import new_prompt
 
     assert new_prompt(reply) == (prompt, ended)
+
+
+def test_a_rare_slice_the_map_put_with_a_common_one_is_thin_on_its_own():
+    from tasks.synthesis_checks import Target
+    from tasks.synthesize import thin
+
+    def target(name, slice_name, have):
+        return Target(name, slice_name, 0, have, [{"id": "r1", "prompt": "p"}], np.ones(384), 0.5)
+
+    common = target("cluster 0", "uppercase", have=20)  # uppercase and sounds, the map's one cluster
+    rare = target("slice sounds", "sounds", have=3)
+    assert [t.name for t in thin([common, target("slice uppercase", "uppercase", 17), rare], 8)] == ["slice sounds"]
+    own = target("cluster 4", "sounds", have=3)  # a cluster of its own: it writes for the slice, once
+    assert [t.name for t in thin([common, own, rare], 8)] == ["cluster 4"]
+
+
+@pytest.mark.parametrize(
+    ("text", "about_the_request"),
+    [
+        ("Here's a new request with different details:", True),
+        ("I'm just a friendly AI designed to assist you.", True),
+        ("Sure! What sound does a goat make?", True),
+        ("Here is my essay on farm animals: proofread it.", False),
+        ("I'm unable to log in to my account, what should I do?", False),
+        ("What sound does a goat make?", False),
+    ],
+)
+def test_a_reply_about_the_request_is_told_from_a_prompt(text, about_the_request):
+    from tasks.instructions import NOT_A_PROMPT
+
+    assert bool(NOT_A_PROMPT.search(text)) is about_the_request
