@@ -343,19 +343,20 @@ def _distill(cfg: DistillConfig, work: str, store: str) -> DistillSummary:
             if cfg.replay.share:
                 replayed = cached(replay_prompts)(cfg.replay, train_prompts, held_out, trained_on, work)
                 train_prompts = log_stage(run, replayed).train_prompts
-        teacher = prepare_teacher(cfg.teacher, work)
+        if cfg.verify.code_slices() & slices_in(train_prompts, held_out):
+            check_sandbox()  # before the teacher is paid for answers (or prompts) nobody could check
+        teacher = prepare_teacher(cfg.teacher, work) if cfg.synthesis.enabled else None
         if cfg.synthesis.enabled:  # where traffic is thin, the teacher writes prompts; never held out
             never = [sourced.eval_prompts, held_out]  # held out: as read, and as scored (the champion's, scheduled)
             grown = cached(synthesize_prompts)(cfg.synthesis, cfg.redact, cfg.teacher, teacher, train_prompts, never,
                                                sourced.coverage_map, store, work)  # fmt: skip
             train_prompts = log_stage(run, grown, artifacts=["synthetic"]).train_prompts
-        if cfg.verify.code_slices() & slices_in(train_prompts, held_out):
-            check_sandbox()  # before the teacher is paid for answers nobody could check
         asked = train_prompts
         clean = cached(decontaminate_prompts)(
             cfg.decontaminate, train_prompts, held_out, eval_sets_digest(cfg.decontaminate), work
         )
         train_prompts = log_stage(run, clean).train_prompts
+        teacher = teacher or prepare_teacher(cfg.teacher, work)
         rollouts = log_stage(
             run,
             placed("rollout", cfg.placement.rollout)(

@@ -121,9 +121,9 @@ CODE_QUESTION = "Write a Python function {} that {}."
 SLICE_WEIGHTS |= {"halves": 0.08, "place": 0.07, "python": 0.07}
 
 # A rare intent, on purpose: the sound an animal makes, about 3 % of rows, drawn on a stream of their own so that
-# every other row is as it was. Sampled by slice, it gets a handful of training prompts: the coverage map's thin
-# cluster, and what synthesis (`synthesis.enabled`) fills. (Far from every other slice in the embedder's space,
-# unlike a count of legs, a chemical symbol or a Spanish word, which the map put with arithmetic or uppercase.)
+# every other row is as it was. Sampled by slice, it gets a handful of training prompts: a thin slice, which
+# synthesis (`synthesis.enabled`) fills. At the silhouette's k the map puts it with uppercase ("What is the capital
+# letter for 'f'?"); a count of legs, a chemical symbol or a Spanish word fared no better.
 SOUNDS = {"cow": "moo", "sheep": "baa", "duck": "quack", "pig": "oink", "lion": "roar", "owl": "hoot",
           "snake": "hiss", "horse": "neigh", "bee": "buzz"}  # fmt: skip
 SOUND_QUESTIONS = ["What sound does a {} make?", "What noise does a {} make?", "Which sound do you hear from a {}?"]

@@ -71,6 +71,7 @@ def new_prompt(reply: str) -> tuple[str, bool]:
 NOT_A_PROMPT = re.compile(
     r"^\W*(?:here(?:'s|’s| is| are) (?:a |an |the |one |some )?(?:new|rewritten|revised|updated|example|response|"
     r"more|another)\b|sure\b|certainly\b|of course\b|instead of\b)"
-    r"|\bI(?:'m| am) (?:just )?(?:an? |your )?(?:friendly |helpful )?(?:AI|assistant|language model)\b",  # its voice
+    r"|\bI(?:'m| am) (?:just )?(?:an? |your )?(?:friendly |helpful )?(?:AI|assistant|language model)"  # its voice,
+    r"(?=[.,!]|\s+(?:designed|here|trained|that|who|and)\b|\s*$)",  # not "I'm an assistant manager"
     re.IGNORECASE,
 )

@@ -100,16 +100,17 @@ class Map:
         for name, members in sorted(groups.items()):
             slices = Counter(self.rows[i]["slice"] for i in members)
             clusters = Counter(self.rows[i]["cluster"] for i in members)
-            mostly = slices.most_common(1)[0][0]
-            pool = {}
+            mostly, home = slices.most_common(1)[0][0], clusters.most_common(1)[0][0]
+            pool = {}  # a slice's seeds from its home cluster: its new prompts must land there
             for i in members:
                 text = self.rows[i]["prompt"]
-                if self.rows[i]["slice"] == mostly and normalize_text(text) not in held_out:
+                in_home = name.startswith("cluster ") or self.rows[i]["cluster"] == home
+                if self.rows[i]["slice"] == mostly and in_home and normalize_text(text) not in held_out:
                     pool.setdefault(text, self.rows[i])
             mean = self.vectors[members].mean(axis=0)
             centre = mean / max(float(np.linalg.norm(mean)), 1e-9)
             spread = float(np.quantile(self.vectors[members] @ centre, 0.05))
-            found.append(Target(name, mostly, clusters.most_common(1)[0][0], trained[name],
+            found.append(Target(name, mostly, home, trained[name],
                                 [pool[text] for text in sorted(pool)], centre, spread))  # fmt: skip
         return found
 
@@ -117,11 +118,13 @@ class Map:
 class Checks:
     """Drops candidates with their reason, against what exists and what was kept before them."""
 
-    def __init__(self, space: Map, targets: dict[str, Target], held_out: np.ndarray, near_duplicate: float,
+    def __init__(self, space: Map, targets: dict[str, Target], others: dict[str, list[str]], near_duplicate: float,
                  on_topic: float):  # fmt: skip
+        """`others`: prompts that exist off the map, by what they are ("a held-out prompt", "a training prompt")."""
         self.space, self.targets, self.near_duplicate, self.on_topic = space, targets, near_duplicate, on_topic
-        self.existing = np.concatenate([space.vectors, held_out]) if len(held_out) else space.vectors
-        self.names = [f"{r['part']} {r['id']}" for r in space.rows] + ["a held-out prompt"] * len(held_out)
+        texts = [(name, text) for name, group in others.items() for text in group]
+        self.existing = np.concatenate([space.vectors, embed([text for _, text in texts])])
+        self.names = [f"{r['part']} {r['id']}" for r in space.rows] + [name for name, _ in texts]
         self.kept: list[tuple[str, np.ndarray]] = []
 
     def check(self, candidates: list[Candidate]) -> None:

@@ -9,8 +9,9 @@ or a rerun asks only for what is missing.
 Each candidate is redacted (a teacher may invent a name), then checked (tasks.synthesis_checks: cut off, a
 refusal, a copy of its seed, a near-duplicate, off its target's topic) and dropped with its reason otherwise.
 A target takes its quota from the survivors, the most evolved first and one per lineage (`evolved_into` the
-rewrite taken); the rest are `target_full`. Synthetic prompts are at most `max_share` of the training prompts,
-and the thin targets share that cap in proportion to what each lacks.
+rewrite taken); the rest are `target_full`. Synthetic prompts are at most `max_share` of the training prompts as
+they come here (decontamination may drop real ones after), and the thin targets share that cap in proportion to
+what each lacks.
 The kept prompts join the training prompts (origin `synthetic`, with `parent` and `operation`) and go through
 decontamination, rollout and every filter as real ones do; none is ever held out. `synthetic.parquet`
 (schemas.SYNTHETIC) holds every candidate with its reason.
@@ -28,7 +29,6 @@ from pydantic import Field
 from tasks import storage
 from tasks.cache import STAGE_TASK, stage_uri
 from tasks.config import Config
-from tasks.embed import embed
 from tasks.instructions import OPERATIONS, Operation, evolve, new_prompt, self_instruct
 from tasks.llm.ask import Spend, ask
 from tasks.llm.config import LLMConfig, SamplingConfig
@@ -102,10 +102,14 @@ class Synthesized(StageResult):
 
 def thin(targets: list[Target], fill_to: int) -> list[Target]:
     """The clusters with fewer than `fill_to` training prompts, and the slices too, unless a thin cluster already
-    writes for that slice (a rare slice the map put in a cluster with a common one is thin on its own)."""
+    writes as many for that slice as it lacks (a rare slice the map put in a cluster with a common one is thin on its
+    own)."""
     clusters = [t for t in targets if t.name.startswith("cluster ") and t.have < fill_to]
-    covered = {t.slice for t in clusters}
-    slices = [t for t in targets if t.name.startswith("slice ") and t.have < fill_to and t.slice not in covered]
+    writes = {}  # per slice, the most a seeded thin cluster of it lacks
+    for t in clusters:
+        if t.seeds:
+            writes[t.slice] = max(writes.get(t.slice, 0), fill_to - t.have)
+    slices = [t for t in targets if t.name.startswith("slice ") and fill_to - t.have > writes.get(t.slice, 0)]
     return clusters + slices
 
 
@@ -172,16 +176,19 @@ class Writer:
             candidate.text, candidate.pii = text, pii
 
 
-def first_round(targets: dict[str, Target], wanted: dict[str, int], config: SynthesisConfig, writer: Writer,
-                progress: Progress) -> list[Candidate]:  # fmt: skip
-    """Self-Instruct: per thin target, one request per prompt wanted, each with its own seeds, redacted (and on
-    one line each, as the request lists them) before the teacher sees them."""
-    rng = random.Random(config.seed)
-    drawn = {name: [rng.sample(targets[name].seeds, min(config.seeds, len(targets[name].seeds))) for _ in range(n)]
-             for name, n in sorted(wanted.items())}  # fmt: skip
-    texts = sorted({row["prompt"] for draws in drawn.values() for seeds in draws for row in seeds})
+def first_round(targets: dict[str, Target], wanted: dict[str, int], held_out: set[str], config: SynthesisConfig,
+                writer: Writer, progress: Progress) -> list[Candidate]:  # fmt: skip
+    """Self-Instruct: per thin target, one request per prompt wanted, each with seeds of its own (drawn per
+    request: another target's quota leaves them be), redacted and on one line each before the teacher sees them;
+    none whose redacted text is held out (two prompts that differ by a name redact alike)."""
+    texts = sorted({row["prompt"] for name in wanted for row in targets[name].seeds})
     redacted = writer.redacted(texts)
     shown = {text: " ".join(done.split()) for text, (done, _) in zip(texts, redacted, strict=True)}
+    drawn = {}
+    for name, n in sorted(wanted.items()):
+        pool = [row for row in targets[name].seeds if normalize_text(shown[row["prompt"]]) not in held_out]
+        draw = [random.Random(f"{config.seed}:{name}:{j}") for j in range(n)] if pool else []
+        drawn[name] = [rng.sample(pool, min(config.seeds, len(pool))) for rng in draw]
     requests, asked = {}, {}
     for name, draws in drawn.items():
         for j, seeds in enumerate(draws):
@@ -259,14 +266,16 @@ def synthesize(
     with Timer() as timer:
         space, rows = Map.read(coverage_map), read_dataset(train)
         held = sorted({user_text(row) for ref in held_out for row in read_dataset(ref)})
-        targets = {t.name: t for t in space.targets({normalize_text(text) for text in held})}
+        never = {normalize_text(text) for text in held}
+        targets = {t.name: t for t in space.targets(never)}
         thinned = thin(list(targets.values()), config.fill_to)
         seedless = [t.name for t in thinned if not t.seeds]
         wanted = quotas({t.name: t.have for t in thinned if t.seeds}, config, len(rows))
         writer = Writer(sampling(config, teacher), checkpoint, store_url, Redactor(redact))
-        checks = Checks(space, targets, embed(held), config.near_duplicate, config.on_topic)
+        others = {"a held-out prompt": held, "a training prompt": [user_text(row) for row in rows]}  # replayed too
+        checks = Checks(space, targets, others, config.near_duplicate, config.on_topic)
         progress = Progress("synthesize", sum(wanted.values()) * config.attempts, unit="prompts written")
-        candidates = first_round(targets, wanted, config, writer, progress)
+        candidates = first_round(targets, wanted, never, config, writer, progress)
         writer.redact(candidates)
         checks.check(candidates)
         generation = [c for c in candidates if c.reason is None]

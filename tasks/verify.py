@@ -2,8 +2,8 @@
 
 Output `verdicts.parquet` (schemas.VERDICTS): prompt id, sample index, verifier, ok, score,
 reason. The filter reads it to drop wrong answers; the report says how much N samples plus a
-verifier buy over a single sample. A row without the reference its slice's number, math or label verifier needs
-(a synthetic prompt) is judged by a majority vote over its samples on the same kind of answer.
+verifier buy over a single sample. A row without the reference its slice's number or label verifier needs (a
+synthetic prompt, say) is judged by a majority vote over its samples on the same kind of answer.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from tasks.cache import STAGE_TASK, stage_uri
 from tasks.refs import DatasetRef
 from tasks.schemas import VERDICTS
 from tasks.stage import StageReport, StageResult, Timer, read_dataset, write_dataset
-from tasks.verifiers import Label, Majority, Math, Number, Verdict, Verifier, VerifyConfig, verdict
+from tasks.verifiers import Label, Majority, Number, Verdict, Verifier, VerifyConfig, verdict
 
 
 class Verified(StageResult):
@@ -26,12 +26,12 @@ class Verified(StageResult):
 
 def voted(verifier: Verifier | None, row: dict) -> Majority | None:
     """How a row's samples are judged together: a majority-vote slice's own vote; and a row without the reference
-    its slice's number, math or label verifier needs (a synthetic prompt) by a vote on the same kind of answer."""
+    its slice's number or label verifier needs (a synthetic prompt, say) by a vote on the same kind of answer."""
     if isinstance(verifier, Majority):
         return verifier
     if row.get("reference") or verifier is None:
         return None
-    if isinstance(verifier, Number | Math):
+    if isinstance(verifier, Number):  # not math: its first number may be a step of the working
         return Majority(votes_on="number")
     if isinstance(verifier, Label) and verifier.labels:
         return Majority(votes_on="label", labels=verifier.labels)

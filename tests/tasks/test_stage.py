@@ -32,6 +32,8 @@ def test_datasets_by_uri_and_a_changed_one_is_refused(root, tmp_path):
         "messages": None,
         "origin": "traffic",
         "response": None,
+        "parent": None,
+        "operation": None,
     }
     rows = [row]
     ref = write_dataset(rows, f"{base}/stage/key/p.parquet", PROMPTS)

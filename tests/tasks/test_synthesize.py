@@ -248,6 +248,8 @@ def test_a_rare_slice_the_map_put_with_a_common_one_is_thin_on_its_own():
     assert [t.name for t in thin([common, target("slice uppercase", "uppercase", 17), rare], 8)] == ["slice sounds"]
     own = target("cluster 4", "sounds", have=3)  # a cluster of its own: it writes for the slice, once
     assert [t.name for t in thin([common, own, rare], 8)] == ["cluster 4"]
+    short = target("cluster 5", "sounds", have=6)  # lacks 2 where the slice lacks 5: the slice is still a target
+    assert [t.name for t in thin([short, rare], 8)] == ["cluster 5", "slice sounds"]
 
 
 @pytest.mark.parametrize(
@@ -258,6 +260,7 @@ def test_a_rare_slice_the_map_put_with_a_common_one_is_thin_on_its_own():
         ("Sure! What sound does a goat make?", True),
         ("Here is my essay on farm animals: proofread it.", False),
         ("I'm unable to log in to my account, what should I do?", False),
+        ("I'm an assistant manager, how do I book a room?", False),
         ("What sound does a goat make?", False),
     ],
 )
