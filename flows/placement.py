@@ -11,10 +11,11 @@ its result comes back through the shared result storage (S3 with the stack). `re
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, get_type_hints
 
 from prefect import Task, flow
+from prefect.tasks import exponential_backoff
 from pydantic import Field, TypeAdapter
 
 from tasks.cache import cached
@@ -22,6 +23,7 @@ from tasks.config import PLACE, Config
 from tasks.dpo import dpo_student
 from tasks.evaluate import evaluate_models
 from tasks.export import export_student
+from tasks.llm.config import LLMConfig
 from tasks.rollout import rollout_teacher
 from tasks.serve import serve_export
 from tasks.train import train_student
@@ -70,11 +72,21 @@ def decode(task: Task, arguments: dict[str, Any]) -> list[Any]:
     return [TypeAdapter(kind).validate_python(arguments[name]) for name, kind in parameters]
 
 
+def with_retries(stage: str, args: Sequence[Any]) -> Task:
+    """The stage's task, its retries as its arguments ask: a rollout waits out a teacher's outage as long as the
+    teacher's server config says (`server.outage_retry_s`)."""
+    task = PLACEABLE[stage]
+    if stage != "rollout":
+        return task
+    teacher: LLMConfig = args[list(inspect.signature(task.fn).parameters).index("teacher")]
+    return task.with_options(retry_delay_seconds=exponential_backoff(backoff_factor=teacher.server.outage_retry_s))
+
+
 @flow(name=STAGE_FLOW, persist_result=True)
 def run_stage(stage: str, arguments: dict[str, Any]) -> dict[str, Any]:
     """One stage of a distill run, as its own flow run (on the pool its deployment names)."""
-    task = PLACEABLE[stage]
-    result = cached(task)(*decode(task, arguments))
+    args = decode(PLACEABLE[stage], arguments)
+    result = cached(with_retries(stage, args))(*args)
     return result.model_dump(mode="json")
 
 
@@ -82,7 +94,7 @@ def placed(stage: str, pool: str | None) -> Callable[..., Any]:
     """The stage to call from the distill flow: cached in-process, or a flow run on `pool`'s workers."""
     task = PLACEABLE[stage]
     if not pool:
-        return cached(task)
+        return lambda *args: cached(with_retries(stage, args))(*args)
 
     def remote(*args: Any) -> Any:
         from prefect.deployments import run_deployment

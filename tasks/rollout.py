@@ -165,7 +165,7 @@ def _redact_answers(redactor: Redactor, rows: list[dict]) -> int:
     cache_policy=STAGE_CACHE,
     persist_result=True,
     retries=3,
-    retry_delay_seconds=exponential_backoff(backoff_factor=10),
+    retry_delay_seconds=exponential_backoff(backoff_factor=10),  # the default of `server.outage_retry_s` (placement)
     retry_jitter_factor=0.5,
 )
 def rollout_teacher(

@@ -35,6 +35,13 @@ class ServerConfig(Config):
     backoff_max_s: float = Field(
         30.0, gt=0, description="Longest retry delay (a Retry-After header is honoured).", json_schema_extra=PLACE
     )
+    outage_retry_s: float = Field(
+        10.0,
+        gt=0,
+        description="When the server is still down after the request retries: the first wait before the rollout "
+        "stage is retried (three times, doubling: 10, 20, 40 s); each retry asks only for what the store lacks.",
+        json_schema_extra=PLACE,
+    )
 
 
 class ServedModel(Config):

@@ -36,7 +36,13 @@ def test_a_killed_teacher_fails_the_run_and_its_ui_retry_asks_only_for_the_missi
         "backend": "openai",
         "model": "teacher",  # its served name: the checkpoint is on the server's side
         "sampling": {"max_new_tokens": 8},
-        "server": {"base_url": proxy.base_url, "max_concurrency": 2, "max_retries": 1, "backoff_s": 0.2},
+        "server": {
+            "base_url": proxy.base_url,
+            "max_concurrency": 2,
+            "max_retries": 1,
+            "backoff_s": 0.2,
+            "outage_retry_s": 0.5,
+        },  # the stage's retries, 0.5 + 1 + 2 s: still three, still failed after them
     }
     config["student"] = {"init": "checkpoint", "checkpoint": str(tiny_teacher)}
     config["stop_after"] = "rollout"  # what an outage costs is the rollout's business: the stages after it are not
