@@ -131,7 +131,11 @@ class Checks:
         """Set each candidate's reason (None: kept), in order: an earlier one counts as existing. One the teacher
         refused keeps its reason."""
         vectors = embed([c.text for c in candidates])
-        against = [embed(c.against) for c in candidates]
+        shown = sorted({text for c in candidates for text in c.against})  # the seeds: one embedding call for all
+        seen = dict(zip(shown, embed(shown), strict=True))
+        against = [
+            np.stack([seen[text] for text in c.against]) if c.against else np.zeros((0, WIDTH)) for c in candidates
+        ]
         for candidate, vector, seeds in zip(candidates, vectors, against, strict=True):
             candidate.reason = candidate.reason or self.reason(candidate, vector, seeds)
             if candidate.reason is None:
